@@ -1,0 +1,90 @@
+{%- set params = numeric_window_params() -%}
+
+-- The as-of dates of one run: the one given, or the market's trading days in a range
+-- (daily), the last trading day of each week (weekly) or of each month (month-end).
+-- Trading days come from the valid prices of the selected instruments' markets.
+
+with
+
+selected_instruments as (
+
+    select * from {{ ref('int_instruments_selected') }}
+
+),
+
+instruments as (
+
+    select * from {{ ref('stg_historical_db__instruments') }}
+
+),
+
+daily_returns as (
+
+    select * from {{ ref('int_daily_returns_computed') }}
+
+),
+
+{% if params.as_of %}
+
+final as (
+
+    select {{ sql_date(params.as_of) }} as as_of_date
+
+)
+
+{% elif params.start_date %}
+
+calendar_instruments as (
+
+    select instruments.instrument_id
+    from instruments
+    where instruments.market_id in (
+        select selected_instruments.market_id
+        from selected_instruments
+        where selected_instruments.market_id is not null
+    )
+
+    union
+
+    select selected_instruments.instrument_id
+    from selected_instruments
+
+),
+
+trading_days as (
+
+    select distinct daily_returns.trade_date
+
+    from daily_returns
+    inner join calendar_instruments
+        on calendar_instruments.instrument_id = daily_returns.instrument_id
+    where daily_returns.trade_date
+        between {{ sql_date(params.start_date) }} and {{ sql_date(params.end_date) }}
+
+),
+
+final as (
+
+    {% if params.frequency == 'daily' %}
+    select trade_date as as_of_date
+    from trading_days
+    {% else %}
+    select max(trade_date) as as_of_date
+    from trading_days
+    group by date_trunc('{{ "week" if params.frequency == "weekly" else "month" }}', trade_date)
+    {% endif %}
+
+)
+
+{% else %}
+
+final as (
+
+    select null::date as as_of_date
+    where false
+
+)
+
+{% endif %}
+
+select * from final

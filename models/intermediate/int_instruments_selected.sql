@@ -1,0 +1,83 @@
+{%- set params = numeric_window_params() -%}
+
+-- SPEC "Instrument selection": the market's ACTIVE EQUITY instruments by instrument_id, paged
+-- with offset/limit, then the explicit instrument_ids (whatever their status), de-duplicated,
+-- first seen first.
+
+with
+
+instruments as (
+
+    select * from {{ ref('stg_historical_db__instruments') }}
+
+),
+
+market_page as (
+
+    select
+        instrument_id,
+        market_id
+
+    from instruments
+    where market_id = {{ sql_text(params.market_id) }}
+        and asset_class = 'EQUITY'
+        and instrument_status = 'ACTIVE'
+    order by instrument_id
+    offset {{ params.offset }}
+    {% if params.limit is not none -%} limit {{ params.limit }} {%- endif %}
+
+),
+
+market_ranked as (
+
+    select
+        instrument_id,
+        market_id,
+        row_number() over (order by instrument_id) as selection_rank
+
+    from market_page
+
+),
+
+explicit_requested as (
+
+    select
+        requested.instrument_id,
+        requested.request_order
+
+    from unnest(array[
+        {%- for instrument_id in params.instrument_ids -%}
+            {{ sql_text(instrument_id) }}{{ ", " if not loop.last }}
+        {%- endfor -%}
+    ]::text[]) with ordinality as requested (instrument_id, request_order)
+
+),
+
+explicit_added as (
+
+    select
+        explicit_requested.instrument_id,
+        instruments.market_id,
+        (select count(*) from market_ranked)
+        + row_number() over (order by explicit_requested.request_order) as selection_rank
+
+    from explicit_requested
+    left join instruments
+        on instruments.instrument_id = explicit_requested.instrument_id
+    where not exists (
+        select 1
+        from market_ranked
+        where market_ranked.instrument_id = explicit_requested.instrument_id
+    )
+
+),
+
+final as (
+
+    select * from market_ranked
+    union all
+    select * from explicit_added
+
+)
+
+select * from final

@@ -1,0 +1,1 @@
+"""Prometheus research tooling: numeric window embeddings of daily market prices."""

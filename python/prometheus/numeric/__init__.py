@@ -1,0 +1,1 @@
+"""Numeric window embeddings: dbt stages the windows, numpy encodes them, psycopg stores them."""

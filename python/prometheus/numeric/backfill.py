@@ -1,0 +1,205 @@
+"""One backfill run: stage windows with dbt, encode them per model, store, test."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from prometheus.numeric.dbt_runner import (
+    PROJECT_NAME,
+    DbtRunner,
+    find_profiles_dir,
+    find_project_dir,
+)
+from prometheus.numeric.encoders import encode
+from prometheus.numeric.errors import PipelineError
+from prometheus.numeric.pgcluster import ensure_server, external_server_configured
+from prometheus.numeric.registry import ModelSpec, load_registry, resolve_models
+from prometheus.numeric.store import EmbeddingWriter
+from prometheus.numeric.windows import read_windows
+
+log = logging.getLogger("prometheus.numeric.backfill")
+
+WINDOWS_NODE = f"model.{PROJECT_NAME}.numeric_windows"
+REJECTED_NODE = f"model.{PROJECT_NAME}.rejected_prices"
+EMBEDDINGS_SOURCE = f"source.{PROJECT_NAME}.embeddings.numeric_window_embeddings"
+REGISTRY_SEED_NODE = "numeric_embedding_models"
+TESTED_NODES = ("stg_embeddings__numeric_window_embeddings", "numeric_windows")
+
+
+@dataclass
+class BackfillRequest:
+    """What to embed: the CLI's flags, already checked for shape."""
+
+    model_ids: list[str]
+    window_days: int = 63
+    as_of: dt.date | None = None
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+    frequency: str = "daily"
+    market_id: str | None = None
+    limit: int | None = None
+    offset: int = 0
+    instrument_ids: list[str] = field(default_factory=list)
+    min_days: int | None = None
+    run_tests: bool = True
+    project_dir: Path | None = None
+
+    def dbt_vars(self, run_id: str) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "run_id": run_id,
+            "window_days": self.window_days,
+            "offset": self.offset,
+            "frequency": self.frequency,
+            "model_ids": self.model_ids,
+            "instrument_ids": self.instrument_ids,
+        }
+        optional = {
+            "as_of": self.as_of, "start_date": self.start_date, "end_date": self.end_date,
+            "market_id": self.market_id, "limit": self.limit, "min_days": self.min_days,
+        }
+        for name, value in optional.items():
+            if value is not None:
+                values[name] = value.isoformat() if isinstance(value, dt.date) else value
+        return values
+
+
+@dataclass
+class BackfillSummary:
+    run_id: str
+    models: list[str]
+    instruments: int = 0
+    as_of_dates: int = 0
+    embedded: int = 0
+    skipped: int = 0
+    insufficient_history: int = 0
+    filled: int = 0
+    stale: int = 0
+    rejected_rows: int = 0
+    vectors: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        return (
+            f"embedded={self.embedded} skipped={self.skipped} "
+            f"insufficient_history={self.insufficient_history} "
+            f"rejected_rows={self.rejected_rows} stale={self.stale} filled={self.filled} "
+            f"instruments={self.instruments} as_of_dates={self.as_of_dates} "
+            f"vectors={self.vectors} models={','.join(self.models)} run_id={self.run_id} "
+            f"seconds={self.seconds:.2f}"
+        )
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+RUN_COUNTS = """
+select
+    count(distinct instrument_id),
+    count(distinct as_of_date),
+    count(*) filter (where window_status = 'ok'),
+    count(*) filter (where window_status <> 'ok'),
+    count(*) filter (where window_status = 'insufficient_history'),
+    count(*) filter (where rows_filled > 0),
+    count(*) filter (where is_stale)
+from {windows}
+where run_id = {run_id}
+"""
+
+RUN_REJECTED_ROWS = """
+select count(*)
+from {rejected} as rejected
+where exists (
+    select 1
+    from {windows} as windows
+    where windows.run_id = {run_id}
+        and windows.instrument_id = rejected.instrument_id
+        and rejected.trade_date between windows.as_of_date - windows.lookback_days
+        and windows.as_of_date
+)
+"""
+
+
+class Backfill:
+    """Runs one request against the database the libpq variables (or .pgdata) name."""
+
+    def __init__(self, request: BackfillRequest) -> None:
+        self.request = request
+        self.project_dir = find_project_dir(request.project_dir)
+        registry = load_registry(self.project_dir)
+        self.specs: list[ModelSpec] = resolve_models(registry, request.model_ids)
+        for spec in self.specs:
+            spec.vector_dim(request.window_days)  # refuse a window that does not fit: exit 2
+
+    def run(self) -> BackfillSummary:
+        started = time.monotonic()
+        if not external_server_configured():
+            os.environ.update(ensure_server(self.project_dir).environ())
+        dbt = DbtRunner(self.project_dir, find_profiles_dir(self.project_dir))
+        run_id = new_run_id()
+        summary = BackfillSummary(run_id=run_id, models=[s.model_id for s in self.specs])
+        dbt_vars = self.request.dbt_vars(run_id)
+
+        log.info("run %s: staging windows with dbt", run_id)
+        dbt.invoke(["seed", "--select", REGISTRY_SEED_NODE])
+        dbt.invoke(["run", "--select", "+numeric_windows", "+rejected_prices"], dbt_vars)
+        windows = dbt.relation_name(WINDOWS_NODE)
+        with psycopg.connect(autocommit=True) as conn:
+            self._count(conn, windows, dbt.relation_name(REJECTED_NODE), summary)
+            if summary.embedded + summary.skipped == 0:
+                raise PipelineError(self._nothing_selected())
+            summary.vectors = self._encode_and_store(
+                windows, dbt.relation_name(EMBEDDINGS_SOURCE), run_id)
+        if self.request.run_tests:
+            log.info("run %s: testing the stored vectors with dbt", run_id)
+            dbt.invoke(["test", "--select", *TESTED_NODES], {"run_id": run_id})
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def _count(self, conn: psycopg.Connection, windows: str, rejected: str,
+               summary: BackfillSummary) -> None:
+        params = {"windows": sql.SQL(windows), "rejected": sql.SQL(rejected),
+                  "run_id": sql.Literal(summary.run_id)}
+        row = conn.execute(sql.SQL(RUN_COUNTS).format(**params)).fetchone()
+        assert row is not None
+        (summary.instruments, summary.as_of_dates, summary.embedded, summary.skipped,
+         summary.insufficient_history, summary.filled, summary.stale) = (int(v) for v in row)
+        rejected_row = conn.execute(sql.SQL(RUN_REJECTED_ROWS).format(**params)).fetchone()
+        summary.rejected_rows = int(rejected_row[0]) if rejected_row else 0
+
+    def _encode_and_store(self, windows: str, embeddings: str, run_id: str) -> int:
+        window_days = self.request.window_days
+        stored = 0
+        with psycopg.connect() as reader, psycopg.connect(autocommit=True) as writer_conn:
+            writer = EmbeddingWriter(writer_conn, embeddings, windows, run_id)
+            for batch in read_windows(reader, windows, run_id, window_days):
+                # One transaction per batch, all models: it commits whole or not at all.
+                with writer_conn.transaction():
+                    writer.lock_models(self.specs)
+                    for spec in self.specs:
+                        stored += writer.write(batch.window_seqs, encode(batch.features, spec),
+                                               spec, window_days)
+                log.info("run %s: stored %d vectors", run_id, stored)
+        return stored
+
+    def _nothing_selected(self) -> str:
+        request = self.request
+        parts = []
+        if request.market_id is not None:
+            parts.append(f"market_id {request.market_id!r} has no ACTIVE EQUITY instruments "
+                         f"at offset {request.offset}")
+        if request.instrument_ids:
+            parts.append(f"{len(request.instrument_ids)} --instrument-id given")
+        if request.start_date is not None:
+            parts.append(f"no trading days between {request.start_date} and {request.end_date}")
+        return "nothing selected: " + "; ".join(parts)

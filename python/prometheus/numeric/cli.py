@@ -1,0 +1,165 @@
+"""The backfill command, flag for flag the original workflow's, plus date ranges.
+
+Exit codes: 0 success (skipped instruments allowed), 1 runtime failure, 2 usage error.
+Expected failures print one line on stderr and no traceback; the summary is stdout's last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import psycopg
+
+from prometheus.numeric.backfill import Backfill, BackfillRequest
+from prometheus.numeric.errors import PipelineError, UsageError
+
+PROG = "backfill_numeric_embeddings"
+DEFAULT_MODEL_ID = "numeric-simple-v1"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block: the message names the argument.
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _whole_number(minimum: int):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _identifier(text: str) -> str:
+    if not text or len(text) > 64:
+        raise argparse.ArgumentTypeError(f"must be 1 to 64 characters, got {len(text)}")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Embed windows of daily prices as numeric vectors in "
+                    "numeric_window_embeddings (dbt stages, numpy encodes, psycopg stores).",
+    )
+    dates = parser.add_argument_group("as-of dates (one date, or a range)")
+    dates.add_argument("--as-of", type=_date, help="as-of date, YYYY-MM-DD")
+    dates.add_argument("--start-date", type=_date, help="first as-of date of a range")
+    dates.add_argument("--end-date", type=_date, help="last as-of date of a range")
+    dates.add_argument("--frequency", choices=["daily", "weekly", "month-end"], default="daily",
+                       help="as-of dates in a range: every trading day, or the last of each "
+                            "week or month (default daily)")
+    selection = parser.add_argument_group("instruments")
+    selection.add_argument("--market-id", type=_identifier,
+                           help="select the market's ACTIVE EQUITY instruments")
+    selection.add_argument("--limit", type=_whole_number(0), help="at most this many of them")
+    selection.add_argument("--offset", type=_whole_number(0), default=0,
+                           help="skip this many first (by instrument_id)")
+    selection.add_argument("--instrument-id", type=_identifier, action="append", default=[],
+                           dest="instrument_ids", help="add an instrument (repeatable)")
+    window = parser.add_argument_group("window and model")
+    window.add_argument("--window-days", type=_whole_number(1), default=63,
+                        help="rows per window (default 63)")
+    window.add_argument("--min-days", type=_whole_number(1),
+                        help="fewest observed rows (default floor(0.87 x window days))")
+    window.add_argument("--model-id", action="append", dest="model_ids", type=_identifier,
+                        help=f"registry model id, repeatable (default {DEFAULT_MODEL_ID})")
+    run = parser.add_argument_group("run")
+    run.add_argument("--no-tests", dest="run_tests", action="store_false",
+                     help="skip the dbt tests of the stored vectors")
+    run.add_argument("--project-dir", help="the dbt project (default: found from here)")
+    run.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    return parser
+
+
+def request_from_args(args: argparse.Namespace) -> BackfillRequest:
+    """Checks that need several flags at once; each failure names the flag."""
+    if args.as_of and (args.start_date or args.end_date):
+        raise UsageError("--as-of cannot be combined with --start-date/--end-date")
+    if not args.as_of and not (args.start_date and args.end_date):
+        missing = "--end-date" if args.start_date else "--start-date" if args.end_date \
+            else "--as-of (or --start-date and --end-date)"
+        raise UsageError(f"{missing} is required")
+    if args.start_date and args.start_date > args.end_date:
+        raise UsageError(
+            f"--start-date {args.start_date} is after --end-date {args.end_date}")
+    if args.market_id is None and not args.instrument_ids:
+        raise UsageError("nothing to select: give --market-id or --instrument-id")
+    if args.min_days is not None and args.min_days > args.window_days:
+        raise UsageError(
+            f"--min-days {args.min_days} exceeds --window-days {args.window_days}")
+    return BackfillRequest(
+        model_ids=args.model_ids or [DEFAULT_MODEL_ID],
+        window_days=args.window_days,
+        as_of=args.as_of,
+        start_date=args.start_date,
+        end_date=args.end_date,
+        frequency=args.frequency,
+        market_id=args.market_id,
+        limit=args.limit,
+        offset=args.offset,
+        instrument_ids=list(dict.fromkeys(args.instrument_ids)),
+        min_days=args.min_days,
+        run_tests=args.run_tests,
+        project_dir=Path(args.project_dir) if args.project_dir else None,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(logging.WARNING if args.quiet else logging.INFO)
+    try:
+        backfill = Backfill(request_from_args(args))
+        summary = backfill.run()
+    except PipelineError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except psycopg.OperationalError as exc:
+        print(f"{PROG}: error: database unavailable: {_first_line(exc)}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        print(f"{PROG}: error: database error: {_first_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: error: interrupted; whole batches are kept, re-run to complete",
+              file=sys.stderr)
+        return 1
+    print(summary.line())
+    return 0
+
+
+def _configure_logging(level: int) -> None:
+    # Our own handler: dbt configures logging of its own, which must not swallow ours.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    logger = logging.getLogger("prometheus")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

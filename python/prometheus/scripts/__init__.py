@@ -1,0 +1,1 @@
+"""Entry points kept under the original workflow's module paths."""

@@ -1,0 +1,12 @@
+"""The original workflow's command, kept verbatim:
+
+    python -m prometheus.scripts.backfill_numeric_embeddings --as-of 2025-01-31 \\
+        --window-days 63 --market-id US_EQ --limit 500 --model-id num-stab-core-v1
+"""
+
+import sys
+
+from prometheus.numeric.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+{#
+  Fails every staged window with status 'ok' that lacks a stored vector for one of the
+  model_ids its run encoded ("every window stored").
+#}
+{% test every_window_embedded(model, embeddings, status_column='window_status', run_id_expression=none) %}
+{% do require_test_argument('every_window_embedded', 'embeddings', embeddings) %}
+
+with
+
+expected as (
+
+    select
+        instrument_id,
+        as_of_date,
+        unnest(model_ids) as model_id
+
+    from {{ model }}
+    where {{ status_column }} = 'ok'
+        and {{ run_scope_filter(run_id_expression) }}
+
+),
+
+stored as (
+
+    select
+        entity_id,
+        as_of_date,
+        model_id
+
+    from {{ embeddings }}
+    where entity_type = 'INSTRUMENT'
+
+),
+
+final as (
+
+    select
+        expected.instrument_id,
+        expected.as_of_date,
+        expected.model_id
+
+    from expected
+    where not exists (
+        select 1
+        from stored
+        where stored.entity_id = expected.instrument_id
+            and stored.as_of_date = expected.as_of_date
+            and stored.model_id = expected.model_id
+    )
+
+)
+
+select * from final
+{% endtest %}
