@@ -33,6 +33,7 @@ WINDOWS_NODE = f"model.{PROJECT_NAME}.numeric_windows"
 REJECTED_NODE = f"model.{PROJECT_NAME}.rejected_prices"
 EMBEDDINGS_SOURCE = f"source.{PROJECT_NAME}.embeddings.numeric_window_embeddings"
 REGISTRY_SEED_NODE = "numeric_embedding_models"
+STAGED_NODES = ("+numeric_windows", "+rejected_prices", "stg_embeddings__numeric_window_embeddings")
 TESTED_NODES = ("stg_embeddings__numeric_window_embeddings", "numeric_windows")
 
 
@@ -152,7 +153,7 @@ class Backfill:
 
         log.info("run %s: staging windows with dbt", run_id)
         dbt.invoke(["seed", "--select", REGISTRY_SEED_NODE])
-        dbt.invoke(["run", "--select", "+numeric_windows", "+rejected_prices"], dbt_vars)
+        dbt.invoke(["run", "--select", *STAGED_NODES], dbt_vars)
         windows = dbt.relation_name(WINDOWS_NODE)
         with psycopg.connect(autocommit=True) as conn:
             self._count(conn, windows, dbt.relation_name(REJECTED_NODE), summary)

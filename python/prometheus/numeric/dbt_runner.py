@@ -116,7 +116,9 @@ class DbtRunner:
                     failures.append(f"{name} ({node_result.failures} failing rows)")
                 else:
                     failures.append(f"{name}: {_summary_line(node_result.message)}")
-        detail = "; ".join(failures) if failures else "see logs/dbt.log"
+        detail = failures[0] if failures else "see logs/dbt.log"
+        if len(failures) > 1:
+            detail += f" (and {len(failures) - 1} more)"
         raise DbtFailure(f"dbt {command} failed: {detail}")
 
     def relation_name(self, unique_id: str) -> str:

@@ -1,0 +1,244 @@
+"""The pipeline end to end on the demo market, checked against reference.py (SPEC.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import ORIGINAL_COMMAND, Database
+from reference import assert_vector_matches, reference_vector, reference_window, select_instruments
+
+AS_OF = dt.date(2025, 1, 31)
+
+ACCEPTANCE_QUERY = """
+SELECT entity_type, model_id, COUNT(*) AS n,
+       MIN(octet_length(vector)) AS min_bytes,
+       MAX(octet_length(vector)) AS max_bytes
+FROM numeric_window_embeddings
+WHERE model_id = 'num-stab-core-v1'
+GROUP BY entity_type, model_id;
+"""
+
+
+def summary_of(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    last = result.stdout.strip().splitlines()[-1]
+    return dict(re.findall(r"(\w+)=(\S+)", last))
+
+
+def stored_vectors(db: Database, model_id: str, as_of: dt.date = AS_OF) -> dict[str, tuple]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            "select entity_id, vector, window_spec, embedding_id from numeric_window_embeddings"
+            " where model_id = %s and as_of_date = %s and entity_type = 'INSTRUMENT'",
+            (model_id, as_of)).fetchall()
+    return {r[0]: (bytes(r[1]), r[2], r[3]) for r in rows}
+
+
+def check_against_reference(db: Database, model_id: str, dim: int | None, window_days: int,
+                            instruments: list[str], as_of: dt.date = AS_OF,
+                            whole_selection: bool = True) -> dict[str, int]:
+    stored = stored_vectors(db, model_id, as_of)
+    counts = {"embedded": 0, "skipped": 0, "filled": 0}
+    with db.connect() as conn:
+        for instrument_id in instruments:
+            window = reference_window(conn, instrument_id, as_of, window_days)
+            if window is None:
+                counts["skipped"] += 1
+                assert instrument_id not in stored, f"{instrument_id} should be skipped"
+                continue
+            counts["embedded"] += 1
+            counts["filled"] += window.rows_filled > 0
+            vector, spec, _ = stored[instrument_id]
+            assert_vector_matches(vector, reference_vector(window, dim), window_days,
+                                  f"{model_id}/{instrument_id}")
+            assert spec["rows_observed"] == window.rows_observed
+            assert spec["rows_filled"] == window.rows_filled
+            assert spec["start_date"] == window.start_date.isoformat()
+            assert spec["end_date"] == window.end_date.isoformat()
+            assert spec["window_days"] == window_days
+            assert spec["lookback_days"] == 3 * window_days
+            assert spec["entity_type"] == "INSTRUMENT"
+            assert spec["features"] == ["close", "volume", "log_return"]
+    if whole_selection:
+        assert len(stored) == counts["embedded"], "vectors stored beyond the selection"
+    return counts
+
+
+def test_original_command_matches_spec(demo_db: Database, original_run) -> None:
+    with demo_db.connect() as conn:
+        instruments = select_instruments(conn, "US_EQ", 500, 0, [])
+    assert len(instruments) == 500
+    counts = check_against_reference(demo_db, "num-stab-core-v1", 384, 63, instruments)
+    summary = summary_of(original_run)
+    assert int(summary["embedded"]) == counts["embedded"]
+    assert int(summary["skipped"]) == counts["skipped"] == int(summary["insufficient_history"])
+    assert int(summary["filled"]) == counts["filled"]
+    # The demo market holds each case the contract names: skips, filled windows, stale.
+    assert counts["skipped"] >= 3 and counts["filled"] >= 2
+    assert int(summary["stale"]) >= 1
+    assert int(summary["rejected_rows"]) >= 10
+    assert int(summary["vectors"]) == counts["embedded"]
+
+
+def test_windows_with_rejected_rows_skip_them(demo_db: Database, original_run) -> None:
+    """A bad row inside a window is left out, and the next log-return spans the gap."""
+    with demo_db.connect() as conn:
+        affected = conn.execute(
+            "select distinct instrument_id from prices_daily where instrument_id like 'US_EQ_0%%'"
+            " and trade_date between %s and %s and (close is null or close <= 0"
+            " or close = 'NaN' or close in ('Infinity', '-Infinity') or volume is null"
+            " or volume < 0 or volume = 'NaN' or volume in ('Infinity', '-Infinity')"
+            " or volume >= 1e38)", (AS_OF - dt.timedelta(days=189), AS_OF)).fetchall()
+    affected_ids = sorted(r[0] for r in affected)
+    assert len(affected_ids) >= 8
+    counts = check_against_reference(demo_db, "num-stab-core-v1", 384, 63, affected_ids,
+                                     whole_selection=False)
+    assert counts["embedded"] == len(affected_ids)
+
+
+def test_acceptance_query_gives_1536_bytes(demo_db: Database, original_run) -> None:
+    with demo_db.connect() as conn:
+        rows = conn.execute(ACCEPTANCE_QUERY).fetchall()
+    assert len(rows) == 1
+    entity_type, model_id, count, min_bytes, max_bytes = rows[0]
+    assert (entity_type, model_id) == ("INSTRUMENT", "num-stab-core-v1")
+    assert count == int(summary_of(original_run)["embedded"])
+    assert (min_bytes, max_bytes) == (1536, 1536)
+
+
+def test_rerun_replaces_and_never_duplicates(demo_db: Database, original_run) -> None:
+    before = stored_vectors(demo_db, "num-stab-core-v1")
+    again = demo_db.backfill(*ORIGINAL_COMMAND)
+    assert again.returncode == 0, again.stderr
+    after = stored_vectors(demo_db, "num-stab-core-v1")
+    assert after.keys() == before.keys()
+    for instrument_id, (vector, _, embedding_id) in before.items():
+        assert after[instrument_id][0] == vector
+        assert after[instrument_id][2] == embedding_id  # replaced in place, same key
+    with demo_db.connect() as conn:
+        duplicates = conn.execute(
+            "select count(*) from (select 1 from numeric_window_embeddings group by"
+            " entity_type, entity_id, as_of_date, model_id having count(*) > 1) d").fetchone()
+    assert duplicates == (0,)
+    assert summary_of(again)["run_id"] != summary_of(original_run)["run_id"]
+
+
+def test_flatten_model_is_the_default(demo_db: Database) -> None:
+    result = demo_db.backfill("--as-of", "2025-01-31", "--window-days", "20",
+                              "--market-id", "US_EQ", "--limit", "40", "--offset", "5")
+    assert result.returncode == 0, result.stderr
+    assert "models=numeric-simple-v1" in result.stdout
+    with demo_db.connect() as conn:
+        instruments = select_instruments(conn, "US_EQ", 40, 5, [])
+        sizes = conn.execute(
+            "select min(octet_length(vector)), max(octet_length(vector)) from"
+            " numeric_window_embeddings where model_id = 'numeric-simple-v1'").fetchone()
+    assert sizes == (240, 240)
+    counts = check_against_reference(demo_db, "numeric-simple-v1", None, 20, instruments)
+    assert counts["embedded"] == 40
+
+
+def test_explicit_instruments_join_the_market_page(demo_db: Database) -> None:
+    """--instrument-id adds instruments whatever their status or asset class."""
+    explicit = ["US_EQ_X003", "US_ETF_002", "US_EQ_0002", "EU_EQ_0007"]
+    result = demo_db.backfill("--as-of", "2025-01-24", "--window-days", "30",
+                              "--market-id", "US_EQ", "--limit", "3", "--offset", "1",
+                              *[arg for i in explicit for arg in ("--instrument-id", i)],
+                              "--model-id", "num-regime-core-v1", "--min-days", "10")
+    assert result.returncode == 0, result.stderr
+    as_of = dt.date(2025, 1, 24)
+    with demo_db.connect() as conn:
+        instruments = select_instruments(conn, "US_EQ", 3, 1, explicit)
+    assert instruments == ["US_EQ_0002", "US_EQ_0003", "US_EQ_0004",
+                           "US_EQ_X003", "US_ETF_002", "EU_EQ_0007"]
+    stored = stored_vectors(demo_db, "num-regime-core-v1", as_of)
+    assert sorted(stored) == sorted(instruments)
+    for instrument_id in instruments:
+        with demo_db.connect() as conn:
+            window = reference_window(conn, instrument_id, as_of, 30, min_days=10)
+        assert window is not None
+        assert_vector_matches(stored[instrument_id][0], reference_vector(window, 384), 30,
+                              instrument_id)
+
+
+def test_as_of_on_a_holiday_ends_on_the_last_trade_date(demo_db: Database) -> None:
+    holiday = dt.date(2025, 1, 20)  # a weekday with no trading in the demo calendar
+    result = demo_db.backfill("--as-of", holiday.isoformat(), "--market-id", "US_EQ",
+                              "--limit", "5", "--model-id", "num-profile-core-v1")
+    assert result.returncode == 0, result.stderr
+    stored = stored_vectors(demo_db, "num-profile-core-v1", holiday)
+    assert len(stored) == 5
+    end_dates = []
+    for instrument_id, (vector, spec, _) in stored.items():
+        with demo_db.connect() as conn:
+            window = reference_window(conn, instrument_id, holiday, 63)
+        assert window is not None
+        assert spec["end_date"] == window.end_date.isoformat()
+        assert_vector_matches(vector, reference_vector(window, 384), 63, instrument_id)
+        end_dates.append(spec["end_date"])
+    assert max(end_dates) == "2025-01-17"  # the last trading day before the holiday
+
+
+def test_dbt_tests_pass_then_fail_on_a_wrong_length_vector(demo_db: Database,
+                                                          original_run) -> None:
+    passed = demo_db.dbt("test")
+    assert passed.returncode == 0, passed.stdout[-3000:]
+    with demo_db.connect() as conn:
+        embedding_id, vector = conn.execute(
+            "select embedding_id, vector from numeric_window_embeddings"
+            " where model_id = 'num-stab-core-v1' limit 1").fetchone()
+        conn.execute("update numeric_window_embeddings set vector = substring(vector from 5)"
+                     " where embedding_id = %s", (embedding_id,))
+    try:
+        failed = demo_db.dbt("test", "--select", "stg_embeddings__numeric_window_embeddings")
+        assert failed.returncode != 0
+        assert "vector_length_matches_model" in failed.stdout
+        assert re.search(r"Got 1 result", failed.stdout)
+    finally:
+        with demo_db.connect() as conn:
+            conn.execute("update numeric_window_embeddings set vector = %s"
+                         " where embedding_id = %s", (vector, embedding_id))
+
+
+def test_dbt_test_fails_on_a_nan_or_inf_value(demo_db: Database, original_run) -> None:
+    with demo_db.connect() as conn:
+        embedding_id, vector = conn.execute(
+            "select embedding_id, vector from numeric_window_embeddings"
+            " where model_id = 'num-stab-core-v1' order by embedding_id limit 1").fetchone()
+    for bad_value in (np.nan, np.inf, -np.inf):
+        values = np.frombuffer(vector, "<f4").copy()
+        values[100] = bad_value
+        with demo_db.connect() as conn:
+            conn.execute("update numeric_window_embeddings set vector = %s"
+                         " where embedding_id = %s", (values.tobytes(), embedding_id))
+        try:
+            failed = demo_db.dbt("test", "--select", "test_name:vector_values_finite")
+            assert failed.returncode != 0, f"{bad_value} not caught"
+            assert "vector_values_finite" in failed.stdout
+        finally:
+            with demo_db.connect() as conn:
+                conn.execute("update numeric_window_embeddings set vector = %s"
+                             " where embedding_id = %s", (vector, embedding_id))
+    assert demo_db.dbt("test", "--select", "test_name:vector_values_finite").returncode == 0
+
+
+@pytest.mark.parametrize("largest", [3.4028234663852886e38, 1.0e-45])
+def test_finite_check_accepts_extreme_finite_values(demo_db: Database, largest: float) -> None:
+    """FLT_MAX and subnormals are finite: the check must not flag them."""
+    with demo_db.connect() as conn:
+        embedding_id, vector = conn.execute(
+            "select embedding_id, vector from numeric_window_embeddings"
+            " where model_id = 'num-stab-core-v1' order by embedding_id limit 1").fetchone()
+        values = np.frombuffer(vector, "<f4").copy()
+        values[:4] = [largest, -largest, np.float32(largest), 0]
+        conn.execute("update numeric_window_embeddings set vector = %s where embedding_id = %s",
+                     (values.tobytes(), embedding_id))
+    try:
+        assert demo_db.dbt("test", "--select", "test_name:vector_values_finite").returncode == 0
+    finally:
+        with demo_db.connect() as conn:
+            conn.execute("update numeric_window_embeddings set vector = %s"
+                         " where embedding_id = %s", (vector, embedding_id))
