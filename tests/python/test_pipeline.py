@@ -8,6 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
+
 from conftest import ORIGINAL_COMMAND, Database
 from reference import assert_vector_matches, reference_vector, reference_window, select_instruments
 

@@ -1,0 +1,73 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create the virtualenv,
+# install the project, and start the private PostgreSQL under .pgdata/ unless the libpq
+# variables (PGHOST, PGPORT, ...) point at a server already.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PROFILES_DIR := $(CURDIR)/.dbt
+export DBT_PROFILES_DIR ?= $(PROFILES_DIR)
+# The database's libpq variables, starting the private cluster when it is stopped.
+WITH_DB = eval "$$($(BIN)/prometheus-pg env)" &&
+
+ORIGINAL_COMMAND = python -m prometheus.scripts.backfill_numeric_embeddings --as-of 2025-01-31 \
+	--window-days 63 --market-id US_EQ --limit 500 --model-id num-stab-core-v1
+
+ACCEPTANCE_QUERY = SELECT entity_type, model_id, COUNT(*) AS n, \
+	MIN(octet_length(vector)) AS min_bytes, MAX(octet_length(vector)) AS max_bytes \
+	FROM numeric_window_embeddings WHERE model_id = 'num-stab-core-v1' \
+	GROUP BY entity_type, model_id;
+
+.PHONY: help install db stop env demo test lint clean
+
+help:
+	@echo "make demo   set up, load the demo market, run the original command, dbt test"
+	@echo "make test   set up, then lint and the whole test suite"
+	@echo 'eval "$$(make -s env)"   venv, DBT_PROFILES_DIR and libpq variables in this shell'
+	@echo "make db / make stop   start / stop the private PostgreSQL"
+
+$(INSTALLED): python/pyproject.toml
+	@$(PYTHON) -m venv $(VENV) >&2
+	@$(BIN)/pip install --quiet --upgrade pip >&2
+	@$(BIN)/pip install --quiet -e 'python[dev]' >&2
+	@touch $@
+
+$(PROFILES_DIR)/profiles.yml: profiles.example.yml
+	@mkdir -p $(PROFILES_DIR)
+	@cp profiles.example.yml $@
+
+install: $(INSTALLED) $(PROFILES_DIR)/profiles.yml
+
+db: install
+	@$(BIN)/prometheus-pg start
+
+stop: install
+	@$(BIN)/prometheus-pg stop
+
+env: install
+	@$(BIN)/prometheus-pg env
+	@echo 'export VIRTUAL_ENV="$(VENV)"'
+	@echo 'export PATH="$(BIN):$$PATH"'
+	@echo 'export DBT_PROFILES_DIR="$(DBT_PROFILES_DIR)"'
+
+demo: install
+	@$(WITH_DB) export PATH="$(BIN):$$PATH" && \
+	prometheus-demo-data load && \
+	$(ORIGINAL_COMMAND) && \
+	dbt test --quiet && echo "dbt test: all tests passed" && \
+	psql -X -c "$(ACCEPTANCE_QUERY)"
+
+lint: install
+	$(BIN)/ruff check python tests
+
+test: install lint
+	@$(WITH_DB) export PATH="$(BIN):$$PATH" && \
+	rc=0 && pytest tests/python -p no:cacheprovider -q || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
+	exit $$rc
+
+clean: stop
+	rm -rf target logs .dbt
