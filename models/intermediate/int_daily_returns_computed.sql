@@ -1,7 +1,10 @@
 {{
     config(
         materialized='table',
-        indexes=[{'columns': ['instrument_id', 'trade_date'], 'unique': true}],
+        indexes=[
+            {'columns': ['instrument_id', 'trade_date'], 'unique': true},
+            {'columns': ['instrument_id', 'valid_row_number'], 'unique': true},
+        ],
     )
 }}
 
@@ -36,12 +39,11 @@ with_previous_close as (
         trade_date,
         close,
         volume,
-        lag(close) over (
-            partition by instrument_id
-            order by trade_date
-        ) as previous_close
+        lag(close) over by_date as previous_close,
+        row_number() over by_date as valid_row_number
 
     from valid_prices
+    window by_date as (partition by instrument_id order by trade_date)
 
 ),
 
@@ -52,7 +54,8 @@ final as (
         trade_date,
         close,
         volume,
-        coalesce(ln(close / previous_close), 0)::double precision as log_return
+        coalesce(ln(close / previous_close), 0)::double precision as log_return,
+        valid_row_number
 
     from with_previous_close
 

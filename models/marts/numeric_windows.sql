@@ -14,10 +14,14 @@
 {%- set model_ids = var('model_ids', []) -%}
 {%- set model_ids = [model_ids] if model_ids is string else model_ids -%}
 
--- SPEC "One window": per selected instrument and as-of date, the last window_days valid rows
--- in [as_of_date - lookback_days, as_of_date], filled at the front to window_days rows by
--- repeating the oldest observed close and volume with log_return 0. Rows are keyed by run_id,
--- so concurrent runs with other vars never see (or encode) each other's windows.
+-- SPEC "One window", one row per run, instrument and as-of date: the window is the last
+-- window_days valid rows in [as_of_date - lookback_days, as_of_date], given here by its first
+-- and last valid_row_number in int_daily_returns_computed (the encoder gathers the values by
+-- those numbers; numeric_window_values lists them). Windows are bounded set-based: the valid
+-- rows and two markers per window (lookback start, as-of date) are sorted once per
+-- instrument, and a running max of valid_row_number at each marker gives the bounds, so a
+-- range of dates costs one sort, not a join per window. Rows are keyed by run_id, so
+-- concurrent runs never see (or encode) each other's windows.
 
 with
 
@@ -69,60 +73,168 @@ window_requests as (
 
 ),
 
-rows_in_lookback as (
+request_span as (
 
     select
-        window_requests.instrument_id,
-        window_requests.as_of_date,
-        daily_returns.trade_date,
-        daily_returns.close,
-        daily_returns.volume,
-        daily_returns.log_return,
-        row_number() over (
-            partition by window_requests.instrument_id, window_requests.as_of_date
-            order by daily_returns.trade_date desc
-        ) as rows_back_from_as_of
+        min(lookback_start_date) as first_date,
+        max(as_of_date) as last_date
 
     from window_requests
-    inner join daily_returns
-        on daily_returns.instrument_id = window_requests.instrument_id
-        and daily_returns.trade_date
-        between window_requests.lookback_start_date and window_requests.as_of_date
 
 ),
 
-observed_windows as (
+selected_returns as (
+
+    select daily_returns.*
+
+    from daily_returns
+    inner join selected_instruments
+        on selected_instruments.instrument_id = daily_returns.instrument_id
+
+),
+
+rows_before_span as (
+
+    -- The last valid row before the span, so a marker with no row in the span before it
+    -- still knows how many valid rows precede it.
+    select
+        selected_returns.instrument_id,
+        max(selected_returns.valid_row_number) as valid_row_number
+
+    from selected_returns
+    cross join request_span
+    where selected_returns.trade_date < request_span.first_date
+    group by selected_returns.instrument_id
+
+),
+
+rejected_in_span as (
+
+    select prices.instrument_id, prices.trade_date
+
+    from prices
+    inner join selected_instruments
+        on selected_instruments.instrument_id = prices.instrument_id
+    cross join request_span
+    where not prices.is_valid
+        and prices.trade_date between request_span.first_date and request_span.last_date
+
+),
+
+events as (
+
+    -- event_order puts a lookback marker (0) before the rows of its day and an as-of
+    -- marker (2) after them: the lookback start and the as-of date are both inclusive.
+    select
+        instrument_id,
+        request_span.first_date - 1 as event_date,
+        1 as event_order,
+        valid_row_number,
+        0 as rejected_rows,
+        null::date as as_of_date
+    from rows_before_span
+    cross join request_span
+
+    union all
+
+    select
+        selected_returns.instrument_id,
+        selected_returns.trade_date,
+        1,
+        selected_returns.valid_row_number,
+        0,
+        null::date
+    from selected_returns
+    cross join request_span
+    where selected_returns.trade_date between request_span.first_date and request_span.last_date
+
+    union all
+
+    select instrument_id, trade_date, 1, null::bigint, 1, null::date
+    from rejected_in_span
+
+    union all
+
+    select instrument_id, lookback_start_date, 0, null::bigint, 0, as_of_date
+    from window_requests
+
+    union all
+
+    select instrument_id, as_of_date, 2, null::bigint, 0, as_of_date
+    from window_requests
+
+),
+
+running_counts as (
 
     select
         instrument_id,
         as_of_date,
-        count(*) as rows_observed,
-        min(trade_date) as start_date,
-        max(trade_date) as end_date,
-        array_agg(close order by trade_date) as observed_closes,
-        array_agg(volume order by trade_date) as observed_volumes,
-        array_agg(log_return order by trade_date) as observed_log_returns
+        event_order,
+        coalesce(max(valid_row_number) over by_event, 0) as valid_rows_so_far,
+        sum(rejected_rows) over by_event as rejected_rows_so_far
 
-    from rows_in_lookback
-    where rows_back_from_as_of <= {{ params.window_days }}
+    from events
+    window by_event as (
+        partition by instrument_id
+        order by event_date, event_order
+        rows between unbounded preceding and current row
+    )
+
+),
+
+window_bounds as (
+
+    select
+        instrument_id,
+        as_of_date,
+        max(valid_rows_so_far) filter (where event_order = 2) as last_row_number,
+        max(valid_rows_so_far) filter (where event_order = 0) as rows_before_lookback,
+        max(rejected_rows_so_far) filter (where event_order = 2)
+        - max(rejected_rows_so_far) filter (where event_order = 0) as rows_rejected
+
+    from running_counts
+    where event_order <> 1
     group by instrument_id, as_of_date
 
 ),
 
-rejected_in_lookback as (
+windows_counted as (
 
     select
-        window_requests.instrument_id,
-        window_requests.as_of_date,
-        count(*) as rows_rejected
+        window_requests.*,
+        window_bounds.last_row_number,
+        window_bounds.rows_rejected,
+        least(
+            window_requests.window_days,
+            window_bounds.last_row_number - window_bounds.rows_before_lookback
+        ) as rows_observed
 
     from window_requests
-    inner join prices
-        on prices.instrument_id = window_requests.instrument_id
-        and prices.trade_date
-        between window_requests.lookback_start_date and window_requests.as_of_date
-    where not prices.is_valid
-    group by window_requests.instrument_id, window_requests.as_of_date
+    inner join window_bounds
+        on window_bounds.instrument_id = window_requests.instrument_id
+        and window_bounds.as_of_date = window_requests.as_of_date
+
+),
+
+windows_dated as (
+
+    select
+        windows_counted.*,
+        windows_counted.last_row_number - windows_counted.rows_observed + 1 as first_row_number,
+        first_rows.trade_date as start_date,
+        last_rows.trade_date as end_date
+
+    from windows_counted
+    left join selected_returns as first_rows
+        on first_rows.instrument_id = windows_counted.instrument_id
+        and first_rows.valid_row_number
+        = windows_counted.last_row_number - windows_counted.rows_observed + 1
+        and windows_counted.rows_observed > 0
+    left join selected_returns as last_rows
+        on last_rows.instrument_id = windows_counted.instrument_id
+        and last_rows.valid_row_number = windows_counted.last_row_number
+        and windows_counted.rows_observed > 0
 
 ),
 
@@ -135,16 +247,15 @@ market_trading_days as (
     from daily_returns
     inner join instruments
         on instruments.instrument_id = daily_returns.instrument_id
-    where instruments.market_id in (select market_id from window_requests)
-        and daily_returns.trade_date
-        between (select min(lookback_start_date) from window_requests)
-        and (select max(as_of_date) from window_requests)
+    cross join request_span
+    where instruments.market_id in (select market_id from selected_instruments)
+        and daily_returns.trade_date between request_span.first_date and request_span.last_date
 
 ),
 
 market_days_numbered as (
 
-    -- day_number: the market's trading days up to and including trade_date.
+    -- day_number: the market's trading days in the span up to and including trade_date.
     select
         market_id,
         trade_date,
@@ -168,57 +279,20 @@ as_of_days_numbered as (
 
 ),
 
-trading_days_after_end as (
-
-    select
-        window_requests.instrument_id,
-        window_requests.as_of_date,
-        as_of_days_numbered.day_number - end_days.day_number as trading_days_after_end
-
-    from window_requests
-    inner join observed_windows
-        on observed_windows.instrument_id = window_requests.instrument_id
-        and observed_windows.as_of_date = window_requests.as_of_date
-    inner join market_days_numbered as end_days
-        on end_days.market_id = window_requests.market_id
-        and end_days.trade_date = observed_windows.end_date
-    inner join as_of_days_numbered
-        on as_of_days_numbered.market_id = window_requests.market_id
-        and as_of_days_numbered.as_of_date = window_requests.as_of_date
-
-),
-
 windows_measured as (
 
     select
-        window_requests.run_id,
-        window_requests.instrument_id,
-        window_requests.market_id,
-        window_requests.selection_rank,
-        window_requests.as_of_date,
-        window_requests.window_days,
-        window_requests.lookback_days,
-        window_requests.min_rows,
-        coalesce(observed_windows.rows_observed, 0)::integer as rows_observed,
-        observed_windows.start_date,
-        observed_windows.end_date,
-        coalesce(rejected_in_lookback.rows_rejected, 0)::integer as rows_rejected,
-        trading_days_after_end.trading_days_after_end::integer as trading_days_after_end,
-        observed_windows.observed_closes,
-        observed_windows.observed_volumes,
-        observed_windows.observed_log_returns,
-        coalesce(observed_windows.rows_observed, 0) >= window_requests.min_rows as is_ok
+        windows_dated.*,
+        as_of_days_numbered.day_number - end_days.day_number as trading_days_after_end,
+        windows_dated.rows_observed >= windows_dated.min_rows as is_ok
 
-    from window_requests
-    left join observed_windows
-        on observed_windows.instrument_id = window_requests.instrument_id
-        and observed_windows.as_of_date = window_requests.as_of_date
-    left join rejected_in_lookback
-        on rejected_in_lookback.instrument_id = window_requests.instrument_id
-        and rejected_in_lookback.as_of_date = window_requests.as_of_date
-    left join trading_days_after_end
-        on trading_days_after_end.instrument_id = window_requests.instrument_id
-        and trading_days_after_end.as_of_date = window_requests.as_of_date
+    from windows_dated
+    left join market_days_numbered as end_days
+        on end_days.market_id = windows_dated.market_id
+        and end_days.trade_date = windows_dated.end_date
+    left join as_of_days_numbered
+        on as_of_days_numbered.market_id = windows_dated.market_id
+        and as_of_days_numbered.as_of_date = windows_dated.as_of_date
 
 ),
 
@@ -226,19 +300,22 @@ final as (
 
     select
         run_id,
-        row_number() over (order by as_of_date, selection_rank)::bigint as window_seq,
+        row_number() over (order by selection_rank, as_of_date)::bigint as window_seq,
         instrument_id,
         market_id,
+        selection_rank::integer as selection_rank,
         as_of_date,
         window_days,
         lookback_days,
         min_rows,
-        rows_observed,
-        case when is_ok then window_days - rows_observed end as rows_filled,
+        rows_observed::integer as rows_observed,
+        case when is_ok then window_days - rows_observed end::integer as rows_filled,
+        case when rows_observed > 0 then first_row_number end::bigint as first_row_number,
+        case when rows_observed > 0 then last_row_number end::bigint as last_row_number,
         start_date,
         end_date,
-        rows_rejected,
-        trading_days_after_end,
+        rows_rejected::integer as rows_rejected,
+        trading_days_after_end::integer as trading_days_after_end,
         coalesce(trading_days_after_end > 5, false) as is_stale,
         case when is_ok then 'ok' else 'insufficient_history' end as window_status,
         array[
@@ -246,19 +323,6 @@ final as (
                 {{ sql_text(model_id) }}{{ ", " if not loop.last }}
             {%- endfor -%}
         ]::text[] as model_ids,
-        -- Front fill: the oldest observed row repeated; filled rows have log_return 0.
-        case when is_ok then
-            array_fill(observed_closes[1], array[window_days - rows_observed])
-            || observed_closes
-        end as closes,
-        case when is_ok then
-            array_fill(observed_volumes[1], array[window_days - rows_observed])
-            || observed_volumes
-        end as volumes,
-        case when is_ok then
-            array_fill(0::double precision, array[window_days - rows_observed])
-            || observed_log_returns
-        end as log_returns,
         now() as staged_at
 
     from windows_measured

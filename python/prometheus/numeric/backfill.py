@@ -31,6 +31,7 @@ log = logging.getLogger("prometheus.numeric.backfill")
 
 WINDOWS_NODE = f"model.{PROJECT_NAME}.numeric_windows"
 REJECTED_NODE = f"model.{PROJECT_NAME}.rejected_prices"
+RETURNS_NODE = f"model.{PROJECT_NAME}.int_daily_returns_computed"
 EMBEDDINGS_SOURCE = f"source.{PROJECT_NAME}.embeddings.numeric_window_embeddings"
 REGISTRY_SEED_NODE = "numeric_embedding_models"
 STAGED_NODES = ("+numeric_windows", "+rejected_prices", "stg_embeddings__numeric_window_embeddings")
@@ -160,7 +161,8 @@ class Backfill:
             if summary.embedded + summary.skipped == 0:
                 raise PipelineError(self._nothing_selected())
             summary.vectors = self._encode_and_store(
-                windows, dbt.relation_name(EMBEDDINGS_SOURCE), run_id)
+                windows, dbt.relation_name(RETURNS_NODE), dbt.relation_name(EMBEDDINGS_SOURCE),
+                run_id)
         if self.request.run_tests:
             log.info("run %s: testing the stored vectors with dbt", run_id)
             dbt.invoke(["test", "--select", *TESTED_NODES], {"run_id": run_id})
@@ -178,12 +180,14 @@ class Backfill:
         rejected_row = conn.execute(sql.SQL(RUN_REJECTED_ROWS).format(**params)).fetchone()
         summary.rejected_rows = int(rejected_row[0]) if rejected_row else 0
 
-    def _encode_and_store(self, windows: str, embeddings: str, run_id: str) -> int:
+    def _encode_and_store(self, windows: str, returns: str, embeddings: str, run_id: str
+                          ) -> int:
         window_days = self.request.window_days
         stored = 0
-        with psycopg.connect() as reader, psycopg.connect(autocommit=True) as writer_conn:
+        with psycopg.connect(autocommit=True) as reader, \
+                psycopg.connect(autocommit=True) as writer_conn:
             writer = EmbeddingWriter(writer_conn, embeddings, windows, run_id)
-            for batch in read_windows(reader, windows, run_id, window_days):
+            for batch in read_windows(reader, windows, returns, run_id, window_days):
                 # One transaction per batch, all models: it commits whole or not at all.
                 with writer_conn.transaction():
                     writer.lock_models(self.specs)

@@ -1,8 +1,10 @@
 """Streams the staged windows of one run out of PostgreSQL as numpy arrays.
 
-The windows are read with one binary COPY. Every 'ok' window has the same shape (a bigint
-and three float8 arrays of window_days elements, never NULL), so each COPY row has a fixed
-size and a batch of rows is parsed by numpy in one call: no Python object per value.
+SQL has bounded every window (first valid row, rows filled); here the values are gathered.
+Per group of instruments, two binary COPYs read the window bounds and the instruments' valid
+rows. Every COPY row has a fixed size, so numpy parses a whole stream in one call, and the
+windows are gathered with one fancy-indexing step: no Python object per value, and memory
+bounded by the group, whatever the number of windows.
 """
 
 from __future__ import annotations
@@ -20,9 +22,68 @@ from prometheus.numeric.errors import PipelineError
 PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 PGCOPY_HEADER_SIZE = len(PGCOPY_SIGNATURE) + 8  # + flags + header-extension length
 PGCOPY_TRAILER = b"\xff\xff"
-FLOAT8_OID = 701
-ARRAY_HEADER_SIZE = 20  # ndim, has_null, element oid, dim, lower bound
-BATCH_BYTES = 32 << 20
+BATCH_WINDOWS = 20_000
+RANK_SHIFT = 40  # (selection_rank << 40) | valid_row_number orders rows like the COPY does
+
+
+def _fields(*columns: tuple[str, str]) -> np.dtype:
+    """A COPY BINARY row of fixed-size fields: a field count, then (length, value) pairs."""
+    layout: list[tuple[str, str]] = [("field_count", ">i2")]
+    for name, kind in columns:
+        layout += [(f"{name}_length", ">i4"), (name, kind)]
+    return np.dtype(layout)
+
+
+BOUNDS_ROW = _fields(("window_seq", ">i8"), ("selection_rank", ">i4"),
+                     ("first_row_number", ">i8"), ("rows_filled", ">i4"))
+HISTORY_ROW = _fields(("selection_rank", ">i4"), ("valid_row_number", ">i8"),
+                      ("close", ">f8"), ("volume", ">f8"), ("log_return", ">f8"))
+
+GROUP_SIZES = """
+select selection_rank, count(*)
+from {windows}
+where run_id = {run_id} and window_status = 'ok'
+group by selection_rank
+order by selection_rank
+"""
+
+BOUNDS = """
+copy (
+    select window_seq, selection_rank, first_row_number, rows_filled
+    from {windows}
+    where run_id = {run_id} and window_status = 'ok'
+        and selection_rank between {first_rank} and {last_rank}
+    order by selection_rank, window_seq
+) to stdout (format binary)
+"""
+
+HISTORY = """
+copy (
+    with needed as (
+        select
+            instrument_id,
+            selection_rank,
+            min(first_row_number) as first_row_number,
+            max(last_row_number) as last_row_number
+        from {windows}
+        where run_id = {run_id} and window_status = 'ok'
+            and selection_rank between {first_rank} and {last_rank}
+        group by instrument_id, selection_rank
+    )
+    select
+        needed.selection_rank,
+        returns.valid_row_number,
+        returns.close,
+        returns.volume,
+        returns.log_return
+    from needed
+    inner join {returns} as returns
+        on returns.instrument_id = needed.instrument_id
+        and returns.valid_row_number
+        between needed.first_row_number and needed.last_row_number
+    order by needed.selection_rank, returns.valid_row_number
+) to stdout (format binary)
+"""
 
 
 @dataclass(frozen=True)
@@ -34,79 +95,85 @@ class WindowBatch:
         return int(self.window_seqs.shape[0])
 
 
-def _array_field(window_days: int) -> np.dtype:
-    return np.dtype([
-        ("length", ">i4"), ("ndim", ">i4"), ("has_null", ">i4"), ("element_oid", ">u4"),
-        ("dim", ">i4"), ("lower_bound", ">i4"),
-        ("elements", [("length", ">i4"), ("value", ">f8")], (window_days,)),
-    ])
-
-
-def window_row_dtype(window_days: int) -> np.dtype:
-    """One COPY BINARY row of (window_seq bigint, closes, volumes, log_returns float8[])."""
-    array = _array_field(window_days)
-    return np.dtype([
-        ("field_count", ">i2"), ("seq_length", ">i4"), ("window_seq", ">i8"),
-        ("closes", array), ("volumes", array), ("log_returns", array),
-    ])
-
-
-def _parse_rows(block: bytes | bytearray, window_days: int) -> WindowBatch:
-    rows = np.frombuffer(block, dtype=window_row_dtype(window_days))
-    array_bytes = ARRAY_HEADER_SIZE + 12 * window_days
-    well_formed = (rows["field_count"] == 4) & (rows["seq_length"] == 8)
-    for name in ("closes", "volumes", "log_returns"):
-        field = rows[name]
-        well_formed &= (
-            (field["length"] == array_bytes) & (field["ndim"] == 1) & (field["has_null"] == 0)
-            & (field["element_oid"] == FLOAT8_OID) & (field["dim"] == window_days)
-            & (field["elements"]["length"] == 8).all(axis=1)
-        )
-    if not well_formed.all():
-        raise PipelineError("staged windows are malformed: expected window_days float8 values "
-                            "per feature and no NULLs in every 'ok' window")
-    features = np.stack(
-        [rows[name]["elements"]["value"] for name in ("closes", "volumes", "log_returns")],
-        axis=-1,
-    ).astype("<f8")
-    return WindowBatch(rows["window_seq"].astype(np.int64), features)
-
-
-def read_windows(
-    conn: psycopg.Connection,
-    windows_relation: str,
-    run_id: str,
-    window_days: int,
-    batch_bytes: int = BATCH_BYTES,
-) -> Iterator[WindowBatch]:
-    """Yield the run's 'ok' windows in window_seq order, in batches of about batch_bytes."""
-    row_size = window_row_dtype(window_days).itemsize
-    batch_rows_bytes = max(1, batch_bytes // row_size) * row_size
-    statement = sql.SQL(
-        "copy (select window_seq, closes, volumes, log_returns from {windows}"
-        " where run_id = {run_id} and window_status = 'ok' order by window_seq)"
-        " to stdout (format binary)"
-    ).format(windows=sql.SQL(windows_relation), run_id=sql.Literal(run_id))
-    buffer = bytearray()
-    header_seen = False
+def read_copy_rows(conn: psycopg.Connection, statement: sql.Composable,
+                   row_dtype: np.dtype) -> np.ndarray:
+    """Run a COPY ... TO STDOUT (FORMAT binary) whose rows are all row_dtype; parse them."""
+    data = bytearray()
     with conn.cursor() as cur, cur.copy(statement) as copy:
         for chunk in copy:
-            buffer += chunk
-            if not header_seen:
-                if len(buffer) < PGCOPY_HEADER_SIZE:
-                    continue
-                if bytes(buffer[: len(PGCOPY_SIGNATURE)]) != PGCOPY_SIGNATURE:
-                    raise PipelineError("unexpected COPY BINARY header from the server")
-                extension = int.from_bytes(buffer[PGCOPY_HEADER_SIZE - 4:PGCOPY_HEADER_SIZE])
-                del buffer[: PGCOPY_HEADER_SIZE + extension]
-                header_seen = True
-            if len(buffer) >= batch_rows_bytes + len(PGCOPY_TRAILER):
-                yield _parse_rows(bytes(buffer[:batch_rows_bytes]), window_days)
-                del buffer[:batch_rows_bytes]
-    if not header_seen or bytes(buffer[-2:]) != PGCOPY_TRAILER:
-        raise PipelineError("the COPY of the staged windows ended early")
-    del buffer[-2:]
-    if len(buffer) % row_size:
-        raise PipelineError("staged windows are malformed: a window has the wrong length")
-    if buffer:
-        yield _parse_rows(bytes(buffer), window_days)
+            data += chunk
+    if bytes(data[: len(PGCOPY_SIGNATURE)]) != PGCOPY_SIGNATURE or data[-2:] != PGCOPY_TRAILER:
+        raise PipelineError("unexpected COPY BINARY stream from the server")
+    extension = int.from_bytes(data[PGCOPY_HEADER_SIZE - 4:PGCOPY_HEADER_SIZE], "big")
+    body = memoryview(data)[PGCOPY_HEADER_SIZE + extension: -2]
+    if len(body) % row_dtype.itemsize:
+        raise PipelineError("staged windows are malformed: a NULL where a value belongs")
+    rows = np.frombuffer(body, dtype=row_dtype).copy()
+    fields = row_dtype.names or ()
+    ok = rows["field_count"] == (len(fields) - 1) // 2
+    for name in fields[2::2]:
+        ok &= rows[f"{name}_length"] == row_dtype.fields[name][0].itemsize  # type: ignore[index]
+    if not ok.all():
+        raise PipelineError("staged windows are malformed: a NULL where a value belongs")
+    return rows
+
+
+def instrument_groups(sizes: list[tuple[int, int]], batch_windows: int
+                      ) -> list[tuple[int, int]]:
+    """Consecutive selection ranks grouped so each group holds about batch_windows windows."""
+    groups: list[tuple[int, int]] = []
+    start, total = None, 0
+    for rank, count in sizes:
+        if start is not None and total + count > batch_windows:
+            groups.append((start, previous))
+            start, total = None, 0
+        if start is None:
+            start = rank
+        total += count
+        previous = rank
+    if start is not None:
+        groups.append((start, previous))
+    return groups
+
+
+def gather_windows(bounds: np.ndarray, history: np.ndarray, window_days: int) -> WindowBatch:
+    """The (n, window_days, 3) values of each window, filled at the front per SPEC."""
+    history_keys = (history["selection_rank"].astype(np.int64) << RANK_SHIFT) | \
+        history["valid_row_number"].astype(np.int64)
+    first_keys = (bounds["selection_rank"].astype(np.int64) << RANK_SHIFT) | \
+        bounds["first_row_number"].astype(np.int64)
+    filled = bounds["rows_filled"].astype(np.int64)
+    start = np.searchsorted(history_keys, first_keys)
+    offsets = np.maximum(np.arange(window_days)[None, :] - filled[:, None], 0)
+    index = start[:, None] + offsets
+    # Each window's rows must be present and consecutive: its last key is first + observed - 1.
+    last_index = index[:, -1]
+    if (last_index >= history_keys.size).any() or not np.array_equal(
+            history_keys[last_index], first_keys + (window_days - filled - 1)):
+        raise PipelineError("the valid rows of a window changed while it was encoded; re-run")
+    features = np.empty((len(bounds), window_days, 3), dtype=np.float64)
+    features[:, :, 0] = history["close"][index]
+    features[:, :, 1] = history["volume"][index]
+    features[:, :, 2] = history["log_return"][index]
+    features[:, :, 2][np.arange(window_days)[None, :] < filled[:, None]] = 0.0  # filled rows
+    return WindowBatch(bounds["window_seq"].astype(np.int64), features)
+
+
+def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relation: str,
+                 run_id: str, window_days: int, batch_windows: int = BATCH_WINDOWS
+                 ) -> Iterator[WindowBatch]:
+    """Yield the run's 'ok' windows, instrument by instrument, at most batch_windows at once.
+
+    Runs in one repeatable-read transaction so every COPY sees the same snapshot."""
+    params = {"windows": sql.SQL(windows_relation), "returns": sql.SQL(returns_relation),
+              "run_id": sql.Literal(run_id)}
+    with conn.transaction():
+        conn.execute("set transaction isolation level repeatable read, read only")
+        sizes = conn.execute(sql.SQL(GROUP_SIZES).format(**params)).fetchall()
+        for first_rank, last_rank in instrument_groups(sizes, batch_windows):
+            group = {**params, "first_rank": sql.Literal(first_rank),
+                     "last_rank": sql.Literal(last_rank)}
+            bounds = read_copy_rows(conn, sql.SQL(BOUNDS).format(**group), BOUNDS_ROW)
+            history = read_copy_rows(conn, sql.SQL(HISTORY).format(**group), HISTORY_ROW)
+            for start in range(0, len(bounds), batch_windows):
+                yield gather_windows(bounds[start:start + batch_windows], history, window_days)
