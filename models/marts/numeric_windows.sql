@@ -37,13 +37,14 @@ as_of_dates as (
 
 ),
 
-daily_returns as (
+-- Not materialized: referenced several times, it is read through its indexes instead.
+daily_returns as not materialized (
 
     select * from {{ ref('int_daily_returns_computed') }}
 
 ),
 
-prices as (
+prices as not materialized (
 
     select * from {{ ref('stg_historical_db__prices_daily') }}
 
@@ -83,28 +84,36 @@ request_span as (
 
 ),
 
-selected_returns as (
+returns_in_span as (
 
     select daily_returns.*
 
     from daily_returns
     inner join selected_instruments
         on selected_instruments.instrument_id = daily_returns.instrument_id
+    cross join request_span
+    where daily_returns.trade_date between request_span.first_date and request_span.last_date
 
 ),
 
 rows_before_span as (
 
-    -- The last valid row before the span, so a marker with no row in the span before it
-    -- still knows how many valid rows precede it.
+    -- The last valid row before the span (one index probe per instrument), so a marker
+    -- with no row in the span before it still knows how many valid rows precede it.
     select
-        selected_returns.instrument_id,
-        max(selected_returns.valid_row_number) as valid_row_number
+        selected_instruments.instrument_id,
+        last_before.valid_row_number
 
-    from selected_returns
+    from selected_instruments
     cross join request_span
-    where selected_returns.trade_date < request_span.first_date
-    group by selected_returns.instrument_id
+    cross join lateral (
+        select daily_returns.valid_row_number
+        from daily_returns
+        where daily_returns.instrument_id = selected_instruments.instrument_id
+            and daily_returns.trade_date < request_span.first_date
+        order by daily_returns.trade_date desc
+        limit 1
+    ) as last_before
 
 ),
 
@@ -137,16 +146,8 @@ events as (
 
     union all
 
-    select
-        selected_returns.instrument_id,
-        selected_returns.trade_date,
-        1,
-        selected_returns.valid_row_number,
-        0,
-        null::date
-    from selected_returns
-    cross join request_span
-    where selected_returns.trade_date between request_span.first_date and request_span.last_date
+    select instrument_id, trade_date, 1, valid_row_number, 0, null::date
+    from returns_in_span
 
     union all
 
@@ -219,19 +220,21 @@ windows_counted as (
 
 windows_dated as (
 
+    -- Joined through the (instrument_id, valid_row_number) index: cheap even when the
+    -- planner, misjudging how many windows there are, picks a nested loop.
     select
         windows_counted.*,
-        windows_counted.last_row_number - windows_counted.rows_observed + 1 as first_row_number,
+        first_rows.valid_row_number as first_row_number,
         first_rows.trade_date as start_date,
         last_rows.trade_date as end_date
 
     from windows_counted
-    left join selected_returns as first_rows
+    left join daily_returns as first_rows
         on first_rows.instrument_id = windows_counted.instrument_id
         and first_rows.valid_row_number
         = windows_counted.last_row_number - windows_counted.rows_observed + 1
         and windows_counted.rows_observed > 0
-    left join selected_returns as last_rows
+    left join daily_returns as last_rows
         on last_rows.instrument_id = windows_counted.instrument_id
         and last_rows.valid_row_number = windows_counted.last_row_number
         and windows_counted.rows_observed > 0
