@@ -72,8 +72,9 @@ class _Child:
     """A launched CLI whose stderr is tee'd to a log file and to our stderr as it runs."""
 
     def __init__(self, name: str, args: Sequence[str], env: dict[str, str], cwd: Path,
-                 log_path: Path) -> None:
+                 log_path: Path, timeout: float) -> None:
         self.name, self.args, self.log_path = name, list(args), log_path
+        self.timed_out = False
         self.lines: list[tuple[float, str]] = []
         self.started = time.monotonic()
         self._log = log_path.open("w")
@@ -86,6 +87,13 @@ class _Child:
             target=_tee, args=(self.proc.stderr, name, self._log, self.lines, self.started),
             daemon=True)
         self._thread.start()
+        # A run that overstays is killed, so the bench still ends and reports the rest.
+        self._timer = threading.Timer(timeout, self._kill)
+        self._timer.start()
+
+    def _kill(self) -> None:
+        self.timed_out = True
+        self.proc.kill()
 
     def finish(self) -> CliRun:
         assert self.proc.stdout is not None
@@ -93,6 +101,9 @@ class _Child:
         self._thread.join()
         _, status, usage = os.wait4(self.proc.pid, 0)
         seconds = time.monotonic() - self.started
+        self._timer.cancel()
+        if self.timed_out:
+            self.lines.append((seconds, f"bench: killed after the {seconds:.0f} s timeout"))
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         self._log.write(f"--- stdout\n{stdout}--- exit {self.proc.returncode} "
                         f"in {seconds:.2f} s, max RSS {usage.ru_maxrss / 1024:.0f} MB\n")
@@ -103,18 +114,18 @@ class _Child:
 
 
 def run_cli(name: str, args: Sequence[str], env: dict[str, str], cwd: Path,
-            log_dir: Path) -> CliRun:
+            log_dir: Path, timeout: float) -> CliRun:
     print(f"bench: {name}: {' '.join(args)}", file=sys.stderr, flush=True)
-    return _Child(name, args, env, cwd, log_dir / f"{name}.log").finish()
+    return _Child(name, args, env, cwd, log_dir / f"{name}.log", timeout).finish()
 
 
 def run_parallel(runs: dict[str, list[str]], env: dict[str, str], cwd: Path,
-                 log_dir: Path) -> tuple[float, list[CliRun]]:
+                 log_dir: Path, timeout: float) -> tuple[float, list[CliRun]]:
     """Start every run at once; returns the wall time until the last one ends, and the runs."""
     started = time.monotonic()
     for name, args in runs.items():
         print(f"bench: {name}: {' '.join(args)}", file=sys.stderr, flush=True)
-    children = [_Child(name, args, env, cwd, log_dir / f"{name}.log")
+    children = [_Child(name, args, env, cwd, log_dir / f"{name}.log", timeout)
                 for name, args in runs.items()]
     finished = [child.finish() for child in children]
     return time.monotonic() - started, finished

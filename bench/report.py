@@ -53,6 +53,7 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    loads: list[str] = field(default_factory=list)  # 1-minute load average around each step
 
     def text(self) -> str:
         width = 100
@@ -60,6 +61,9 @@ class Report:
         lines += [f"{key}: {value}" for key, value in self.settings.items()]
         lines += ["", "measurements", "-" * width, *(f.text() for f in self.figures)]
         lines += ["", "targets (issue 3)", "-" * width, *(t.text() for t in self.targets)]
+        if self.loads:
+            lines += ["", "1-minute load average before -> after each step (2 CPUs: above"
+                      " ~1 means other work shared the machine)", "-" * width, *self.loads]
         if self.notes:
             lines += ["", "notes", "-" * width, *self.notes]
         return "\n".join(lines) + "\n"

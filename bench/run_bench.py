@@ -57,6 +57,7 @@ class Settings:
     single_date: dt.date
     baseline_windows: int
     million: bool
+    cli_timeout: float
     out_dir: Path
 
     def range_args(self, limit: int | None = None) -> list[str]:
@@ -89,26 +90,17 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--million", action="store_true",
                         help=f"also run ~1,000,000 windows ({MILLION_INSTRUMENTS} instruments) "
                              "for the peak-RSS target (adds several minutes)")
+    parser.add_argument("--cli-timeout", type=float, default=900,
+                        help="kill a CLI run after this many seconds (default 900)")
     parser.add_argument("--out-dir", type=Path, default=PROJECT_DIR / "bench-results")
     args = parser.parse_args(argv)
     return Settings(args.database, args.instruments, args.market_start, args.market_end,
                     args.start_date, args.end_date, args.single_date, args.baseline_windows,
-                    args.million, args.out_dir)
+                    args.million, args.cli_timeout, args.out_dir)
 
 
 def step(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
-
-
-def timed(label: str, action: Callable[[], Throughput]) -> Throughput | str:
-    """Run one in-process measurement; its error text instead of a number if it fails."""
-    step(label)
-    try:
-        return action()
-    except (psycopg.Error, ValueError, RuntimeError, AttributeError, TypeError) as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        step(f"{label} failed: {text}")
-        return f"failed: {text}"
 
 
 class Bench:
@@ -153,8 +145,27 @@ class Bench:
 
     # -- measurements --------------------------------------------------------------------
 
+    def record_load(self, label: str, before: float) -> None:
+        # The machine may be shared: a busy neighbour slows every figure, so say so.
+        self.report.loads.append(f"{label:<45} {before:5.2f} -> {os.getloadavg()[0]:5.2f}")
+
+    def timed(self, label: str, action: Callable[[], Throughput]) -> Throughput | str:
+        """Run one in-process measurement; its error text instead of a number if it fails."""
+        step(label)
+        before = os.getloadavg()[0]
+        try:
+            return action()
+        except (psycopg.Error, ValueError, RuntimeError, AttributeError, TypeError) as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            step(f"{label} failed: {text}")
+            return f"failed: {text}"
+        finally:
+            self.record_load(label, before)
+
     def cli(self, name: str, args: list[str]) -> CliRun:
-        run = run_cli(name, args, self.env, PROJECT_DIR, self.log_dir)
+        before = os.getloadavg()[0]
+        run = run_cli(name, args, self.env, PROJECT_DIR, self.log_dir, self.s.cli_timeout)
+        self.record_load(f"CLI {name}", before)
         step(f"{name}: exit {run.returncode} in {run.seconds:.1f} s, "
              f"max RSS {run.max_rss_mb:.0f} MB, {run.vectors():,} vectors")
         return run
@@ -267,21 +278,21 @@ class Bench:
 
         if range_run.ok:
             run_id = range_run.summary().get("run_id", "")
-            result_b = timed("(b) encode+write of the staged windows of (a)", lambda: (
+            result_b = self.timed("(b) encode+write of the staged windows of (a)", lambda: (
                 encode_and_write(conninfo, windows, target_b, run_id, specs, WINDOW_DAYS)))
         else:
             result_b = "not run: the range run failed"
         rate_b = self.add_throughput("(b) encode+write step alone (package API)", result_b,
                                      "windows/s")
 
-        result_c = timed(f"(c) original approach on {len(sample):,} windows",
+        result_c = self.timed(f"(c) original approach on {len(sample):,} windows",
                          lambda: original_approach(conninfo, target_c, sample, specs[0],
                                                    WINDOW_DAYS))
         rate_c = self.add_throughput("(c) original: query+INSERT+commit per window", result_c,
                                      "windows/s")
 
         rows = range_run.vectors() if range_run.ok else len(sample) * 70
-        result_d = timed(f"(d) COPY ceiling, {rows:,} rows",
+        result_d = self.timed(f"(d) COPY ceiling, {rows:,} rows",
                          lambda: copy_ceiling(conninfo, target_d, rows, shape))
         rate_d = self.add_throughput("(d) ceiling: binary COPY, 1536-byte vectors", result_d,
                                      "rows/s")
@@ -297,9 +308,12 @@ class Bench:
         # Same starting point as the one-worker run (a): an empty table.
         self.truncate_embeddings(embeddings)
         args = self.s.range_args()
+        before = os.getloadavg()[0]
         seconds, runs = run_parallel({"shard-0of2": [*args, "--shard", "0/2"],
                                       "shard-1of2": [*args, "--shard", "1/2"]},
-                                     self.env, PROJECT_DIR, self.log_dir)
+                                     self.env, PROJECT_DIR, self.log_dir,
+                                     self.s.cli_timeout)
+        self.record_load("CLI two shards", before)
         failed = [run for run in runs if not run.ok]
         if failed:
             note = f"{failed[0].name} failed: {failed[0].error()}"
