@@ -48,8 +48,11 @@ class CliRun:
         return int(self.summary().get("vectors", "0"))
 
     def error(self) -> str:
-        """The CLI's last stderr lines, for the report when it failed."""
-        return " | ".join(line for _, line in self.stderr_lines[-3:]) or f"exit {self.returncode}"
+        """How it ended and the CLI's last stderr lines, for the report when it failed."""
+        ended = (f"killed by signal {-self.returncode}" if self.returncode < 0
+                 else f"exit {self.returncode}")
+        last = " | ".join(line for _, line in self.stderr_lines[-2:])
+        return f"{ended} after {self.seconds:.0f} s: {last}"
 
 
 def cli_help(env: dict[str, str], cwd: Path) -> str:

@@ -141,9 +141,11 @@ def original_approach(conninfo: str, target: str, windows: list[tuple[str, dt.da
 
 
 def baseline_windows(conn: psycopg.Connection, market_id: str, limit: int,
-                     start: dt.date, end: dt.date, count: int) -> list[tuple[str, dt.date]]:
+                     start: dt.date, end: dt.date, count: int
+                     ) -> tuple[list[tuple[str, dt.date]], int]:
     """Evenly spaced as-of dates of the range, all selected instruments per date: a few runs
-    of the original single-date command, about `count` windows in all."""
+    of the original single-date command, about `count` windows in all. Also returns how
+    many windows the whole range asks for (instruments x trading days)."""
     instruments = [row[0] for row in conn.execute(
         "select instrument_id from instruments where market_id = %s and asset_class = 'EQUITY'"
         " and status = 'ACTIVE' order by instrument_id limit %s", (market_id, limit))]
@@ -152,8 +154,9 @@ def baseline_windows(conn: psycopg.Connection, market_id: str, limit: int,
         " order by 1", (start, end))]
     wanted = max(1, -(-count // max(1, len(instruments))))
     picks = np.linspace(0, len(days) - 1, num=min(wanted, len(days))).round().astype(int)
-    return [(instrument, days[i]) for i in dict.fromkeys(picks.tolist())
-            for instrument in instruments]
+    sample = [(instrument, days[i]) for i in dict.fromkeys(picks.tolist())
+              for instrument in instruments]
+    return sample, len(instruments) * len(days)
 
 
 # (d) ------------------------------------------------------------------------------------
