@@ -21,7 +21,7 @@ ACCEPTANCE_QUERY = SELECT entity_type, model_id, COUNT(*) AS n, \
 	FROM numeric_window_embeddings WHERE model_id = 'num-stab-core-v1' \
 	GROUP BY entity_type, model_id;
 
-.PHONY: help install db stop env demo test lint clean
+.PHONY: help install db stop env demo test lint clean bench
 
 help:
 	@echo "make demo   set up, load the demo market, run the original command, dbt test"
@@ -59,6 +59,10 @@ demo: install
 	$(ORIGINAL_COMMAND) && \
 	dbt test --quiet && echo "dbt test: all tests passed" && \
 	psql -X -c "$(ACCEPTANCE_QUERY)"
+
+# `make bench BENCH_ARGS=--million` adds the 1,000,000-window peak-RSS run.
+bench: install
+	@$(WITH_DB) export PATH="$(BIN):$$PATH" && python -m bench.run_bench $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check python tests
