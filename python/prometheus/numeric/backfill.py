@@ -24,7 +24,7 @@ from prometheus.numeric.encoders import encode
 from prometheus.numeric.errors import PipelineError
 from prometheus.numeric.pgcluster import ensure_server, external_server_configured
 from prometheus.numeric.registry import ModelSpec, load_registry, resolve_models
-from prometheus.numeric.store import EmbeddingWriter
+from prometheus.numeric.store import LOCK_NAMESPACE, EmbeddingWriter
 from prometheus.numeric.windows import read_windows
 
 log = logging.getLogger("prometheus.numeric.backfill")
@@ -32,6 +32,7 @@ log = logging.getLogger("prometheus.numeric.backfill")
 WINDOWS_NODE = f"model.{PROJECT_NAME}.numeric_windows"
 REJECTED_NODE = f"model.{PROJECT_NAME}.rejected_prices"
 EMBEDDINGS_SOURCE = f"source.{PROJECT_NAME}.embeddings.numeric_window_embeddings"
+COVERAGE_NODE = f"model.{PROJECT_NAME}.embedding_coverage"
 REGISTRY_SEED_NODE = "numeric_embedding_models"
 STAGED_NODES = ("+numeric_windows", "+rejected_prices", "stg_embeddings__numeric_window_embeddings")
 TESTED_NODES = ("stg_embeddings__numeric_window_embeddings", "numeric_windows")
@@ -131,6 +132,24 @@ where exists (
 """
 
 
+def ensure_coverage_view(dbt: DbtRunner) -> None:
+    """Creates the embedding_coverage view when it is missing (first run, or after a
+    full refresh of numeric_windows dropped it), so analysts and `dbt test` find it.
+    An existing view is left alone: a backfill never rebuilds it, and the advisory lock
+    keeps concurrent first runs from racing on its creation."""
+    relation = dbt.relation_name(COVERAGE_NODE)
+    with psycopg.connect(autocommit=True) as conn:
+        lock = (LOCK_NAMESPACE, "embedding_coverage.view")
+        conn.execute("select pg_advisory_lock(%s, hashtext(%s))", lock)
+        try:
+            row = conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()
+            if not (row and row[0]):
+                log.info("creating the view %s", relation)
+                dbt.invoke(["run", "--select", "embedding_coverage"])
+        finally:
+            conn.execute("select pg_advisory_unlock(%s, hashtext(%s))", lock)
+
+
 class Backfill:
     """Runs one request against the database the libpq variables (or .pgdata) name."""
 
@@ -155,6 +174,7 @@ class Backfill:
         dbt.invoke(["seed", "--select", REGISTRY_SEED_NODE])
         dbt.invoke(["run", "--select", *STAGED_NODES], dbt_vars)
         windows = dbt.relation_name(WINDOWS_NODE)
+        ensure_coverage_view(dbt)
         with psycopg.connect(autocommit=True) as conn:
             self._count(conn, windows, dbt.relation_name(REJECTED_NODE), summary)
             if summary.embedded + summary.skipped == 0:
