@@ -20,7 +20,7 @@
   first runs from racing on the catalog ("tuple concurrently updated").
 #}
 {% macro create_embedding_functions() %}
-{%- set schema_ident = adapter.quote(source('embeddings', 'numeric_window_embeddings').schema) -%}
+{%- set schema_ident = embeddings_schema() -%}
 do $ddl$
 begin
     perform pg_advisory_xact_lock(hashtext('prometheus_numeric.embedding_functions.ddl'));
