@@ -70,8 +70,12 @@ demo: install
 	dbt test --quiet && echo "dbt test: all tests passed" && \
 	psql -X -c "$(ACCEPTANCE_QUERY)"
 
+# ruff for the Python; sqlfluff (dbt templater: it compiles each model, so the database must
+# be up) for the SQL of models/ and analyses/, configured in .sqlfluff.
 lint: install
 	$(BIN)/ruff check python tests
+	@$(WITH_DB) export PATH="$(BIN):$$PATH" && \
+	sqlfluff lint models analyses --disable-progress-bar --nocolor
 
 test: install lint
 	@$(WITH_DB) export PATH="$(BIN):$$PATH" && \

@@ -241,23 +241,22 @@ final as (
         trading_days_after_end,
         coalesce(trading_days_after_end > 5, false) as is_stale,
         case when is_ok then 'ok' else 'insufficient_history' end as window_status,
-        array[
-            {%- for model_id in model_ids -%}
-                {{ sql_text(model_id) }}{{ ", " if not loop.last }}
-            {%- endfor -%}
-        ]::text[] as model_ids,
+        array[{{ sql_text_list(model_ids) }}]::text[] as model_ids,
         -- Front fill: the oldest observed row repeated; filled rows have log_return 0.
-        case when is_ok then
-            array_fill(observed_closes[1], array[window_days - rows_observed])
-            || observed_closes
+        case
+            when is_ok
+                then array_fill(observed_closes[1], array[window_days - rows_observed])
+                    || observed_closes
         end as closes,
-        case when is_ok then
-            array_fill(observed_volumes[1], array[window_days - rows_observed])
-            || observed_volumes
+        case
+            when is_ok
+                then array_fill(observed_volumes[1], array[window_days - rows_observed])
+                    || observed_volumes
         end as volumes,
-        case when is_ok then
-            array_fill(0::double precision, array[window_days - rows_observed])
-            || observed_log_returns
+        case
+            when is_ok
+                then array_fill(0::double precision, array[window_days - rows_observed])
+                    || observed_log_returns
         end as log_returns,
         now() as staged_at
 
