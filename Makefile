@@ -21,12 +21,22 @@ ACCEPTANCE_QUERY = SELECT entity_type, model_id, COUNT(*) AS n, \
 	FROM numeric_window_embeddings WHERE model_id = 'num-stab-core-v1' \
 	GROUP BY entity_type, model_id;
 
-.PHONY: help install db stop env demo test lint clean bench
+# make report: the coverage PNG; override any of these on the command line.
+MODEL_ID ?= num-stab-core-v1
+START_DATE ?= 2025-01-01
+END_DATE ?= 2025-01-31
+INSTRUMENT_ID ?= US_EQ_0011
+REPORT ?= reports/coverage.png
+DOCS_PORT ?= 8080
+
+.PHONY: help install db stop env demo test lint report docs bench clean
 
 help:
 	@echo "make demo   set up, load the demo market, run the original command, dbt test"
 	@echo "make test   set up, then lint and the whole test suite"
 	@echo 'eval "$$(make -s env)"   venv, DBT_PROFILES_DIR and libpq variables in this shell'
+	@echo "make report   coverage PNG (MODEL_ID, START_DATE, END_DATE, INSTRUMENT_ID, REPORT)"
+	@echo "make docs   generate the dbt docs and serve them on http://127.0.0.1:$(DOCS_PORT)"
 	@echo "make db / make stop   start / stop the private PostgreSQL"
 
 $(INSTALLED): python/pyproject.toml
@@ -64,14 +74,29 @@ demo: install
 bench: install
 	@$(WITH_DB) export PATH="$(BIN):$$PATH" && python -m bench.run_bench $(BENCH_ARGS)
 
+# ruff for the Python; sqlfluff (dbt templater: it compiles each model, so the database must
+# be up) for the SQL of models/ and analyses/, configured in .sqlfluff.
 lint: install
 	$(BIN)/ruff check python tests
+	@$(WITH_DB) export PATH="$(BIN):$$PATH" && \
+	sqlfluff lint models analyses --disable-progress-bar --nocolor
 
 test: install lint
 	@$(WITH_DB) export PATH="$(BIN):$$PATH" && \
 	rc=0 && pytest tests/python -p no:cacheprovider -q || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
+
+report: install
+	@$(WITH_DB) $(BIN)/python -m prometheus.numeric.report --model-id '$(MODEL_ID)' \
+		--start-date '$(START_DATE)' --end-date '$(END_DATE)' \
+		--instrument-id '$(INSTRUMENT_ID)' --output '$(REPORT)'
+
+docs: install
+	@$(WITH_DB) export PATH="$(BIN):$$PATH" && \
+	dbt docs generate --quiet && \
+	echo "dbt docs on http://127.0.0.1:$(DOCS_PORT) (Ctrl-C stops)" && \
+	dbt docs serve --host 127.0.0.1 --port $(DOCS_PORT) --no-browser
 
 clean: stop
 	rm -rf target logs .dbt

@@ -142,6 +142,13 @@
   {%- if value is none -%}null::text{%- else -%}'{{ value | string | replace("'", "''") }}'::text{%- endif -%}
 {% endmacro %}
 
+{% macro sql_text_list(values) %}
+  {#- Text literals separated by commas, for array[...]; empty for an empty list. -#}
+  {%- set literals = [] -%}
+  {%- for value in values -%}{%- do literals.append(sql_text(value)) -%}{%- endfor -%}
+  {{- literals | join(', ') -}}
+{% endmacro %}
+
 {% macro sql_date(value) %}
   {%- if value is none -%}null::date{%- else -%}date '{{ value }}'{%- endif -%}
 {% endmacro %}

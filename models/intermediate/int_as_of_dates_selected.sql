@@ -34,15 +34,20 @@ final as (
 
 {% elif params.start_date %}
 
+selected_markets as (
+
+    select distinct market_id
+    from selected_instruments
+    where market_id is not null
+
+),
+
 calendar_instruments as (
 
     select instruments.instrument_id
     from instruments
-    where instruments.market_id in (
-        select selected_instruments.market_id
-        from selected_instruments
-        where selected_instruments.market_id is not null
-    )
+    inner join selected_markets
+        on selected_markets.market_id = instruments.market_id
 
     union
 

@@ -45,11 +45,16 @@ explicit_requested as (
         requested.instrument_id,
         requested.request_order
 
-    from unnest(array[
-        {%- for instrument_id in params.instrument_ids -%}
-            {{ sql_text(instrument_id) }}{{ ", " if not loop.last }}
-        {%- endfor -%}
-    ]::text[]) with ordinality as requested (instrument_id, request_order)
+    from
+        unnest(array[{{ sql_text_list(params.instrument_ids) }}]::text[])
+        with ordinality as requested (instrument_id, request_order)
+
+),
+
+market_size as (
+
+    select count(*) as market_instruments
+    from market_ranked
 
 ),
 
@@ -58,17 +63,16 @@ explicit_added as (
     select
         explicit_requested.instrument_id,
         instruments.market_id,
-        (select count(*) from market_ranked)
+        market_size.market_instruments
         + row_number() over (order by explicit_requested.request_order) as selection_rank
 
     from explicit_requested
+    cross join market_size
     left join instruments
         on instruments.instrument_id = explicit_requested.instrument_id
-    where not exists (
-        select 1
-        from market_ranked
-        where market_ranked.instrument_id = explicit_requested.instrument_id
-    )
+    left join market_ranked
+        on market_ranked.instrument_id = explicit_requested.instrument_id
+    where market_ranked.instrument_id is null
 
 ),
 

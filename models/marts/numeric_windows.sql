@@ -321,11 +321,7 @@ final as (
         trading_days_after_end::integer as trading_days_after_end,
         coalesce(trading_days_after_end > 5, false) as is_stale,
         case when is_ok then 'ok' else 'insufficient_history' end as window_status,
-        array[
-            {%- for model_id in model_ids -%}
-                {{ sql_text(model_id) }}{{ ", " if not loop.last }}
-            {%- endfor -%}
-        ]::text[] as model_ids,
+        array[{{ sql_text_list(model_ids) }}]::text[] as model_ids,
         now() as staged_at
 
     from windows_measured

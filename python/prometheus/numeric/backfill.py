@@ -34,7 +34,10 @@ REJECTED_NODE = f"model.{PROJECT_NAME}.rejected_prices"
 RETURNS_NODE = f"model.{PROJECT_NAME}.int_daily_returns_computed"
 EMBEDDINGS_SOURCE = f"source.{PROJECT_NAME}.embeddings.numeric_window_embeddings"
 REGISTRY_SEED_NODE = "numeric_embedding_models"
-STAGED_NODES = ("+numeric_windows", "+rejected_prices", "stg_embeddings__numeric_window_embeddings")
+STAGED_NODES = (
+    "+numeric_windows", "+rejected_prices", "numeric_window_values", "embedding_coverage",
+    "stg_embeddings__numeric_window_embeddings",
+)
 TESTED_NODES = ("stg_embeddings__numeric_window_embeddings", "numeric_windows")
 
 

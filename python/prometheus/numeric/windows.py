@@ -120,19 +120,17 @@ def read_copy_rows(conn: psycopg.Connection, statement: sql.Composable,
 
 def instrument_groups(sizes: list[tuple[int, int]], batch_windows: int
                       ) -> list[tuple[int, int]]:
-    """Consecutive selection ranks grouped so each group holds about batch_windows windows."""
+    """Consecutive selection ranks grouped so each group holds about batch_windows windows
+    (an instrument with more windows than that is a group of its own)."""
     groups: list[tuple[int, int]] = []
-    start, total = None, 0
+    total = 0
     for rank, count in sizes:
-        if start is not None and total + count > batch_windows:
-            groups.append((start, previous))
-            start, total = None, 0
-        if start is None:
-            start = rank
-        total += count
-        previous = rank
-    if start is not None:
-        groups.append((start, previous))
+        if groups and total + count <= batch_windows:
+            groups[-1] = (groups[-1][0], rank)
+            total += count
+        else:
+            groups.append((rank, rank))
+            total = count
     return groups
 
 

@@ -1,0 +1,107 @@
+"""What the coverage report draws, read from the database: the embedding_coverage mart over a
+date range, and one instrument's stored window decoded back into its three feature series."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from prometheus.numeric.errors import PipelineError
+from prometheus.numeric.registry import FEATURES
+
+COVERAGE_QUERY = """
+select as_of_date, instruments_embedded, skipped_insufficient_history, windows_missing_vector,
+       windows_stale, rejected_price_rows
+from {coverage}
+where model_id = %(model_id)s and as_of_date between %(start_date)s and %(end_date)s
+order by as_of_date
+"""
+
+# The instrument's latest vector in the range: what the model actually stored.
+WINDOW_QUERY = """
+select
+    embeddings.as_of_date,
+    embeddings.vector,
+    (embeddings.window_spec ->> 'window_days')::integer,
+    coalesce((embeddings.window_spec ->> 'rows_filled')::integer, 0),
+    (embeddings.window_spec ->> 'start_date')::date,
+    (embeddings.window_spec ->> 'end_date')::date,
+    instruments.currency
+from {embeddings} as embeddings
+left join {instruments} as instruments
+    on instruments.instrument_id = embeddings.entity_id
+where embeddings.entity_type = 'INSTRUMENT'
+    and embeddings.entity_id = %(instrument_id)s
+    and embeddings.model_id = %(model_id)s
+    and embeddings.as_of_date between %(start_date)s and %(end_date)s
+order by embeddings.as_of_date desc
+limit 1
+"""
+
+
+@dataclass
+class CoverageSeries:
+    as_of_dates: list[dt.date]
+    embedded: np.ndarray
+    skipped_insufficient_history: np.ndarray
+    missing_vector: np.ndarray
+    stale: np.ndarray
+    rejected_rows: np.ndarray
+
+
+@dataclass
+class InstrumentWindow:
+    instrument_id: str
+    as_of_date: dt.date
+    start_date: dt.date | None
+    end_date: dt.date | None
+    rows_filled: int
+    currency: str | None
+    features: np.ndarray  # (window_days, 3): close, volume, log_return, oldest row first
+
+    @property
+    def window_days(self) -> int:
+        return int(self.features.shape[0])
+
+
+def read_coverage(conn: psycopg.Connection, coverage_relation: str, model_id: str,
+                  start_date: dt.date, end_date: dt.date) -> CoverageSeries:
+    rows = conn.execute(
+        sql.SQL(COVERAGE_QUERY).format(coverage=sql.SQL(coverage_relation)),
+        {"model_id": model_id, "start_date": start_date, "end_date": end_date},
+    ).fetchall()
+    if not rows:
+        raise PipelineError(f"no coverage for model {model_id} between {start_date} and "
+                            f"{end_date}: run the backfill for that range first")
+    columns = list(zip(*rows, strict=True))
+    return CoverageSeries(
+        as_of_dates=list(columns[0]),
+        **{name: np.array(values, dtype=np.int64) for name, values in zip(
+            ("embedded", "skipped_insufficient_history", "missing_vector", "stale",
+             "rejected_rows"), columns[1:], strict=True)},
+    )
+
+
+def read_instrument_window(conn: psycopg.Connection, embeddings_relation: str,
+                           instruments_relation: str, model_id: str, instrument_id: str,
+                           start_date: dt.date, end_date: dt.date) -> InstrumentWindow:
+    row = conn.execute(
+        sql.SQL(WINDOW_QUERY).format(embeddings=sql.SQL(embeddings_relation),
+                                     instruments=sql.SQL(instruments_relation)),
+        {"model_id": model_id, "instrument_id": instrument_id, "start_date": start_date,
+         "end_date": end_date},
+    ).fetchone()
+    if row is None:
+        raise PipelineError(f"no stored {model_id} vector for instrument {instrument_id} "
+                            f"between {start_date} and {end_date}")
+    as_of_date, vector, window_days, rows_filled, start, end, currency = row
+    values = np.frombuffer(bytes(vector), dtype="<f4")[: window_days * len(FEATURES)]
+    return InstrumentWindow(
+        instrument_id=instrument_id, as_of_date=as_of_date, start_date=start, end_date=end,
+        rows_filled=rows_filled, currency=currency,
+        features=values.reshape(window_days, len(FEATURES)).astype(np.float64),
+    )

@@ -1,0 +1,67 @@
+"""The coverage report PNG, drawn from a real backfill over a date range of the demo market."""
+
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from matplotlib import image
+
+from conftest import PROJECT_DIR, Database
+
+MODEL = "num-scenario-core-v1"
+RANGE = ("--start-date", "2025-01-02", "--end-date", "2025-01-31")
+
+
+def report(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "prometheus.numeric.report", *args],
+                          cwd=PROJECT_DIR, env=db.env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_report_png_from_a_date_range(demo_db: Database, tmp_path: Path) -> None:
+    backfill = demo_db.backfill(*RANGE, "--market-id", "US_EQ", "--limit", "25",
+                                "--model-id", MODEL)
+    assert backfill.returncode == 0, backfill.stderr
+    output = tmp_path / "nested" / "coverage.png"
+    result = report(demo_db, "--model-id", MODEL, *RANGE, "--instrument-id", "US_EQ_0011",
+                    "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    drawn = dict(re.findall(r"(\w+)=(\S+)", result.stdout))
+    # 20 trading days in the demo's January 2025 from the 2nd; 25 instruments each day.
+    assert drawn["as_of_dates"] == "20"
+    assert int(drawn["embedded"]) + int(drawn["skipped"]) == 25 * 20
+    assert int(drawn["skipped"]) > 0  # US_EQ_0021 lacks history all month
+    assert (drawn["instrument"], drawn["rows_filled"]) == ("US_EQ_0011", "2")
+    with demo_db.connect() as conn:
+        row = conn.execute("select sum(instruments_embedded) from analytics.embedding_coverage"
+                           " where model_id = %s", (MODEL,)).fetchone()
+    assert row is not None and int(row[0]) == int(drawn["embedded"])
+
+    data = output.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (1100, 1200)
+    assert 30_000 < len(data) < 3_000_000
+    pixels = image.imread(output)
+    assert pixels.shape[:2] == (1200, 1100)
+    assert float(np.std(pixels[..., :3])) > 0.05  # drawn, not a blank canvas
+
+
+def test_report_names_what_is_missing(demo_db: Database, original_run, tmp_path: Path) -> None:
+    output = tmp_path / "none.png"
+    one_day = ("--start-date", "2025-01-31", "--end-date", "2025-01-31")
+    result = report(demo_db, "--model-id", "num-stab-core-v1", *one_day,
+                    "--instrument-id", "NO_SUCH", "--output", str(output))
+    assert result.returncode == 1
+    assert "no stored num-stab-core-v1 vector for instrument NO_SUCH" in result.stderr
+    no_range = report(demo_db, "--model-id", "num-stab-core-v1", "--start-date", "2024-06-03",
+                      "--end-date", "2024-06-03", "--instrument-id", "US_EQ_0001",
+                      "--output", str(output))
+    assert no_range.returncode == 1
+    assert "run the backfill for that range first" in no_range.stderr
+    assert not output.exists()
