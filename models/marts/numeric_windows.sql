@@ -146,22 +146,46 @@ events as (
 
     union all
 
-    select instrument_id, trade_date, 1, valid_row_number, 0, null::date
+    select
+        instrument_id,
+        trade_date as event_date,
+        1 as event_order,
+        valid_row_number,
+        0 as rejected_rows,
+        null::date as as_of_date
     from returns_in_span
 
     union all
 
-    select instrument_id, trade_date, 1, null::bigint, 1, null::date
+    select
+        instrument_id,
+        trade_date as event_date,
+        1 as event_order,
+        null::bigint as valid_row_number,
+        1 as rejected_rows,
+        null::date as as_of_date
     from rejected_in_span
 
     union all
 
-    select instrument_id, lookback_start_date, 0, null::bigint, 0, as_of_date
+    select
+        instrument_id,
+        lookback_start_date as event_date,
+        0 as event_order,
+        null::bigint as valid_row_number,
+        0 as rejected_rows,
+        as_of_date
     from window_requests
 
     union all
 
-    select instrument_id, as_of_date, 2, null::bigint, 0, as_of_date
+    select
+        instrument_id,
+        as_of_date as event_date,
+        2 as event_order,
+        null::bigint as valid_row_number,
+        0 as rejected_rows,
+        as_of_date
     from window_requests
 
 ),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,10 +21,10 @@ from prometheus.numeric.dbt_runner import (
 )
 from prometheus.numeric.encoders import encode
 from prometheus.numeric.errors import PipelineError
-from prometheus.numeric.pgcluster import ensure_server, external_server_configured
+from prometheus.numeric.pgcluster import use_server
 from prometheus.numeric.registry import ModelSpec, load_registry, resolve_models
-from prometheus.numeric.store import EmbeddingWriter
-from prometheus.numeric.windows import read_windows
+from prometheus.numeric.store import EmbeddingWriter, lock, try_lock, unlock
+from prometheus.numeric.windows import BATCH_WINDOWS, read_windows
 
 log = logging.getLogger("prometheus.numeric.backfill")
 
@@ -38,6 +37,7 @@ STAGED_NODES = (
     "+numeric_windows", "+rejected_prices", "numeric_window_values", "embedding_coverage",
     "stg_embeddings__numeric_window_embeddings",
 )
+STAGING_LOCK = "staging"
 TESTED_NODES = ("stg_embeddings__numeric_window_embeddings", "numeric_windows")
 
 
@@ -57,6 +57,7 @@ class BackfillRequest:
     instrument_ids: list[str] = field(default_factory=list)
     min_days: int | None = None
     run_tests: bool = True
+    batch_size: int = BATCH_WINDOWS
     project_dir: Path | None = None
 
     def dbt_vars(self, run_id: str) -> dict[str, Any]:
@@ -148,27 +149,35 @@ class Backfill:
 
     def run(self) -> BackfillSummary:
         started = time.monotonic()
-        if not external_server_configured():
-            os.environ.update(ensure_server(self.project_dir).environ())
+        use_server(self.project_dir)
         dbt = DbtRunner(self.project_dir, find_profiles_dir(self.project_dir))
         run_id = new_run_id()
         summary = BackfillSummary(run_id=run_id, models=[s.model_id for s in self.specs])
         dbt_vars = self.request.dbt_vars(run_id)
 
-        log.info("run %s: staging windows with dbt", run_id)
-        dbt.invoke(["seed", "--select", REGISTRY_SEED_NODE])
-        dbt.invoke(["run", "--select", *STAGED_NODES], dbt_vars)
-        windows = dbt.relation_name(WINDOWS_NODE)
-        with psycopg.connect(autocommit=True) as conn:
-            self._count(conn, windows, dbt.relation_name(REJECTED_NODE), summary)
+        # The lock connection lives for the whole run: staging (which rebuilds shared models)
+        # is exclusive between runs; encoding and testing share, so no run rebuilds the
+        # daily returns under another run's reader.
+        with psycopg.connect(autocommit=True) as lock_conn:
+            if not try_lock(lock_conn, STAGING_LOCK, shared=False):
+                log.info("run %s: waiting for another run's staging or encoding", run_id)
+                lock(lock_conn, STAGING_LOCK, shared=False)
+            log.info("run %s: staging windows with dbt", run_id)
+            dbt.invoke(["seed", "--select", REGISTRY_SEED_NODE])
+            dbt.invoke(["run", "--select", *STAGED_NODES], dbt_vars)
+            lock(lock_conn, STAGING_LOCK, shared=True)
+            unlock(lock_conn, STAGING_LOCK, shared=False)
+            windows = dbt.relation_name(WINDOWS_NODE)
+            with psycopg.connect(autocommit=True) as conn:
+                self._count(conn, windows, dbt.relation_name(REJECTED_NODE), summary)
             if summary.embedded + summary.skipped == 0:
                 raise PipelineError(self._nothing_selected())
             summary.vectors = self._encode_and_store(
                 windows, dbt.relation_name(RETURNS_NODE), dbt.relation_name(EMBEDDINGS_SOURCE),
                 run_id)
-        if self.request.run_tests:
-            log.info("run %s: testing the stored vectors with dbt", run_id)
-            dbt.invoke(["test", "--select", *TESTED_NODES], {"run_id": run_id})
+            if self.request.run_tests:
+                log.info("run %s: testing the stored vectors with dbt", run_id)
+                dbt.invoke(["test", "--select", *TESTED_NODES], {"run_id": run_id})
         summary.seconds = time.monotonic() - started
         return summary
 
@@ -190,7 +199,8 @@ class Backfill:
         with psycopg.connect(autocommit=True) as reader, \
                 psycopg.connect(autocommit=True) as writer_conn:
             writer = EmbeddingWriter(writer_conn, embeddings, windows, run_id)
-            for batch in read_windows(reader, windows, returns, run_id, window_days):
+            for batch in read_windows(reader, windows, returns, run_id, window_days,
+                                      self.request.batch_size):
                 # One transaction per batch, all models: it commits whole or not at all.
                 with writer_conn.transaction():
                     writer.lock_models(self.specs)

@@ -17,6 +17,7 @@ import psycopg
 
 from prometheus.numeric.backfill import Backfill, BackfillRequest
 from prometheus.numeric.errors import PipelineError, UsageError
+from prometheus.numeric.windows import BATCH_WINDOWS
 
 PROG = "backfill_numeric_embeddings"
 DEFAULT_MODEL_ID = "numeric-simple-v1"
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--model-id", action="append", dest="model_ids", type=_identifier,
                         help=f"registry model id, repeatable (default {DEFAULT_MODEL_ID})")
     run = parser.add_argument_group("run")
+    run.add_argument("--batch-size", type=_whole_number(1), default=BATCH_WINDOWS,
+                     help=f"windows per transaction (default {BATCH_WINDOWS}); an interrupted "
+                          "run keeps its finished batches")
     run.add_argument("--no-tests", dest="run_tests", action="store_false",
                      help="skip the dbt tests of the stored vectors")
     run.add_argument("--project-dir", help="the dbt project (default: found from here)")
@@ -119,6 +123,7 @@ def request_from_args(args: argparse.Namespace) -> BackfillRequest:
         instrument_ids=list(dict.fromkeys(args.instrument_ids)),
         min_days=args.min_days,
         run_tests=args.run_tests,
+        batch_size=args.batch_size,
         project_dir=Path(args.project_dir) if args.project_dir else None,
     )
 

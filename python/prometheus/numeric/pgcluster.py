@@ -260,6 +260,13 @@ def ensure_server(project_dir: Path | None = None) -> Connection:
     return PrivateCluster(project_dir or project_root()).start()
 
 
+def use_server(project_dir: Path | None = None) -> Connection:
+    """ensure_server, and point this process's libpq variables (psycopg's and dbt's) at it."""
+    connection = ensure_server(project_dir)
+    os.environ.update(connection.environ())
+    return connection
+
+
 def _print_exports(values: dict[str, str]) -> None:
     for name, value in values.items():
         print(f"export {name}={shlex.quote(value)}")

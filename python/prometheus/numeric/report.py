@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from prometheus.numeric.dbt_runner import (
     find_project_dir,
 )
 from prometheus.numeric.errors import PipelineError
-from prometheus.numeric.pgcluster import ensure_server, external_server_configured
+from prometheus.numeric.pgcluster import use_server
 from prometheus.numeric.report_data import (
     CoverageSeries,
     InstrumentWindow,
@@ -126,8 +125,7 @@ def write_report(model_id: str, start_date: dt.date, end_date: dt.date, instrume
                                                                          InstrumentWindow]:
     """Reads the data, draws it and writes the PNG; returns what was drawn."""
     project = find_project_dir(project_dir)
-    if not external_server_configured():
-        os.environ.update(ensure_server(project).environ())
+    use_server(project)
     dbt = DbtRunner(project, find_profiles_dir(project))
     ensure_coverage_view(dbt)
     with psycopg.connect(autocommit=True) as conn:

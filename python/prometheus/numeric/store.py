@@ -126,5 +126,24 @@ class EmbeddingWriter:
         return written
 
 
+def _advisory(function: str, shared: bool) -> str:
+    return f"select {function}{'_shared' if shared else ''}(%s, hashtext(%s))"
+
+
+def lock(conn: psycopg.Connection, name: str, shared: bool) -> None:
+    """A session-level advisory lock of this project, held until unlock or disconnect."""
+    conn.execute(_advisory("pg_advisory_lock", shared), (LOCK_NAMESPACE, name))
+
+
+def try_lock(conn: psycopg.Connection, name: str, shared: bool) -> bool:
+    row = conn.execute(_advisory("pg_try_advisory_lock", shared),
+                       (LOCK_NAMESPACE, name)).fetchone()
+    return bool(row and row[0])
+
+
+def unlock(conn: psycopg.Connection, name: str, shared: bool) -> None:
+    conn.execute(_advisory("pg_advisory_unlock", shared), (LOCK_NAMESPACE, name))
+
+
 def _json_list(values: tuple[str, ...]) -> str:
     return "[" + ", ".join(f'"{value}"' for value in values) + "]"

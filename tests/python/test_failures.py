@@ -1,0 +1,315 @@
+"""Bad input, faults and concurrency: clear errors, nothing lost, nothing half-written."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from prometheus.numeric.demo_data import MarketShape, demo_instruments, generate_prices
+from prometheus.numeric.pgcluster import PrivateCluster
+
+from conftest import ORIGINAL_COMMAND, PROJECT_DIR, Database
+from reference import assert_vector_matches, reference_vector, reference_window
+
+BASE = ["--as-of", "2025-01-31", "--market-id", "US_EQ", "--limit", "5"]
+
+
+def table_counts(db: Database) -> tuple[int, int]:
+    with db.connect() as conn:
+        embeddings = conn.execute("select count(*) from numeric_window_embeddings").fetchone()
+        prices = conn.execute("select count(*) from prices_daily").fetchone()
+    return int(embeddings[0]), int(prices[0])  # type: ignore[index]
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int,
+                          *words: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("backfill_numeric_embeddings: error:"), last
+    for word in words:
+        assert word in last, last
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--window-days", "0"],
+     ["--window-days", ">= 1"]),
+    (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--window-days", "129",
+      "--model-id", "num-stab-core-v1"], ["387 values", "384", "--window-days <= 128"]),
+    (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--model-id", "num-nope-v9"],
+     ["unknown --model-id 'num-nope-v9'", "num-stab-core-v1", "numeric-simple-v1"]),
+    (["--as-of", "2025-02-30", "--market-id", "US_EQ"], ["--as-of", "2025-02-30"]),
+    (["--start-date", "2025-01-31", "--end-date", "2025-01-01", "--market-id", "US_EQ"],
+     ["--start-date 2025-01-31 is after --end-date 2025-01-01"]),
+    (["--as-of", "2025-01-31"], ["--market-id or --instrument-id"]),
+    (["--market-id", "US_EQ"], ["--as-of"]),
+    (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--limit", "-1"], ["--limit"]),
+    (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--offset", "-3"], ["--offset"]),
+    (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--model-id",
+      "x'; drop table prices_daily; --"], ["unknown --model-id"]),
+    (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--bogus"], ["--bogus"]),
+])
+def test_bad_arguments_exit_2_before_anything_is_written(
+        demo_db: Database, args: list[str], words: list[str]) -> None:
+    before = table_counts(demo_db)
+    result = demo_db.backfill(*args)
+    assert_one_line_error(result, 2, *words)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+    assert table_counts(demo_db) == before
+
+
+def test_hostile_strings_are_data(demo_db: Database) -> None:
+    before = table_counts(demo_db)
+    hostile = "US_EQ'; drop table prices_daily; --"
+    result = demo_db.backfill("--as-of", "2025-01-31", "--market-id", hostile)
+    assert_one_line_error(result, 1, "nothing selected", "drop table prices_daily")
+    assert table_counts(demo_db) == before
+    # A quoted instrument id is looked up as it is: no such instrument, so it is skipped.
+    result = demo_db.backfill(*BASE, "--instrument-id", "O'Brien /* */ ; --",
+                              "--model-id", "num-regime-core-v1", "--window-days", "10")
+    assert result.returncode == 0, result.stderr
+    assert "embedded=5 skipped=1 " in result.stdout
+
+
+@pytest.mark.parametrize(("dbt_vars", "var_name"), [
+    ('{as_of: "2025-13-01", market_id: US_EQ}', "var 'as_of'"),
+    ('{as_of: "2025-01-31", market_id: US_EQ, window_days: 0}', "var 'window_days'"),
+    ('{as_of: "2025-01-31", market_id: US_EQ, limit: -2}', "var 'limit'"),
+    ('{as_of: "2025-01-31"}', "var 'market_id'"),
+    ('{market_id: US_EQ}', "var 'as_of'"),
+    ('{start_date: "2025-02-01", end_date: "2025-01-01", market_id: US_EQ}',
+     "var 'start_date'"),
+    ('{as_of: "2025-01-31", market_id: US_EQ, frequency: hourly}', "var 'frequency'"),
+])
+def test_bad_dbt_vars_fail_the_run_naming_the_var(demo_db: Database, dbt_vars: str,
+                                                   var_name: str) -> None:
+    result = demo_db.dbt("run", "--select", "numeric_windows", "--vars", dbt_vars)
+    assert result.returncode != 0
+    assert var_name in result.stdout
+
+
+def _backfill_process(db: Database, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "prometheus.scripts.backfill_numeric_embeddings", *args],
+        cwd=PROJECT_DIR, env=db.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+
+
+def _wait_for_stored(process: subprocess.Popen[str]) -> list[str]:
+    lines: list[str] = []
+    assert process.stderr is not None
+    for line in process.stderr:
+        lines.append(line)
+        if "stored" in line:
+            return lines
+    raise AssertionError("the run ended before storing a batch: " + "".join(lines))
+
+
+RANGE_RUN = ["--start-date", "2025-01-02", "--end-date", "2025-01-31", "--market-id",
+             "US_EQ", "--limit", "100", "--offset", "200", "--window-days", "21",
+             "--batch-size", "100"]
+
+
+def stored_keys(db: Database, model_id: str) -> dict[tuple[str, dt.date], bytes]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            "select entity_id, as_of_date, vector from numeric_window_embeddings"
+            " where model_id = %s", (model_id,)).fetchall()
+    return {(r[0], r[1]): bytes(r[2]) for r in rows}
+
+
+def test_sigkill_keeps_whole_batches_and_a_rerun_completes(demo_db: Database) -> None:
+    model = "num-scenario-core-v1"
+    process = _backfill_process(demo_db, *RANGE_RUN, "--model-id", model)
+    _wait_for_stored(process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    partial = stored_keys(demo_db, model)
+    assert partial, "nothing was kept"
+    assert all(len(v) == 1536 for v in partial.values())
+    # Batches are groups of whole instruments (100 windows at most): each one complete.
+    per_instrument: dict[str, int] = {}
+    for instrument_id, _ in partial:
+        per_instrument[instrument_id] = per_instrument.get(instrument_id, 0) + 1
+    assert len(set(per_instrument.values())) == 1, per_instrument
+
+    rerun = demo_db.backfill(*RANGE_RUN, "--model-id", model)
+    assert rerun.returncode == 0, rerun.stderr
+    complete = stored_keys(demo_db, model)
+    assert len(complete) == int(rerun.stdout.split("embedded=")[1].split()[0])
+    assert len(complete) > len(partial)
+    for key, vector in partial.items():
+        assert complete[key] == vector
+    with demo_db.connect() as conn:
+        for instrument_id, as_of in list(complete)[::97]:
+            window = reference_window(conn, instrument_id, as_of, 21)
+            assert window is not None
+            assert_vector_matches(complete[(instrument_id, as_of)],
+                                  reference_vector(window, 384), 21, instrument_id)
+
+
+def _private_cluster(db: Database) -> PrivateCluster | None:
+    cluster = PrivateCluster(PROJECT_DIR)
+    if cluster.running() and str(cluster.port()) == db.env["PGPORT"]:
+        return cluster
+    return None
+
+
+def test_database_going_away_mid_run(demo_db: Database) -> None:
+    cluster = _private_cluster(demo_db)
+    if cluster is None:
+        pytest.skip("needs the project's private cluster, which this test restarts")
+    model = "num-portfolio-core-v1"
+    process = _backfill_process(demo_db, *RANGE_RUN, "--model-id", model)
+    _wait_for_stored(process)
+    cluster.stop()
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        cluster.start()
+    assert process.returncode == 1
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("backfill_numeric_embeddings: error:"), last
+    rerun = demo_db.backfill(*RANGE_RUN, "--model-id", model)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(stored_keys(demo_db, model)) == int(
+        rerun.stdout.split("embedded=")[1].split()[0])
+
+
+def test_concurrent_runs_never_duplicate_or_mix(demo_db: Database) -> None:
+    model = "num-profile-core-v1"
+    same = ["--as-of", "2025-01-29", "--market-id", "US_EQ", "--limit", "60",
+            "--model-id", model]
+    other = ["--as-of", "2025-01-28", "--market-id", "US_EQ", "--limit", "40",
+             "--offset", "300", "--model-id", model]
+    processes = [_backfill_process(demo_db, *args) for args in (same, same, other)]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr
+    stored = stored_keys(demo_db, model)
+    first = {k for k in stored if k[1] == dt.date(2025, 1, 29)}
+    second = {k for k in stored if k[1] == dt.date(2025, 1, 28)}
+    assert {k[0] for k in first} == {f"US_EQ_{i:04d}" for i in range(1, 61)} - {
+        "US_EQ_0021"}  # listed 2025-01-06: too short for a 63-day window
+    assert {k[0] for k in second} == {f"US_EQ_{i:04d}" for i in range(301, 341)}
+    with demo_db.connect() as conn:
+        duplicates = conn.execute(
+            "select count(*) from (select 1 from numeric_window_embeddings group by"
+            " entity_type, entity_id, as_of_date, model_id having count(*) > 1) d").fetchone()
+    assert duplicates == (0,)
+
+
+ORIGINAL_TABLES = """
+create table instruments (
+    instrument_id text primary key, market_id text, asset_class text, symbol text,
+    currency text, status text, listed_on date, sector text
+);
+create table prices_daily (
+    instrument_id text not null, trade_date date not null, open numeric(18, 6),
+    high numeric(18, 6), low numeric(18, 6), close numeric(18, 6),
+    adjusted_close numeric(18, 6), volume numeric(24, 2), currency text, metadata jsonb,
+    primary key (instrument_id, trade_date)
+);
+create table numeric_window_embeddings (
+    embedding_id bigserial primary key, entity_type varchar(32), entity_id varchar(64),
+    window_spec jsonb, as_of_date date, model_id varchar(64), vector bytea,
+    vector_ref varchar(255), created_at timestamptz default now()
+);
+"""
+
+
+def _load_original_tables(db: Database) -> None:
+    instruments = demo_instruments(MarketShape())[:420]
+    with db.connect() as conn:
+        conn.execute(ORIGINAL_TABLES)
+        with conn.cursor() as cur:
+            with cur.copy("copy instruments (instrument_id, market_id, asset_class, symbol,"
+                          " currency, status) from stdin (format csv)") as copy:
+                for i in instruments:
+                    copy.write(f"{i.instrument_id},{i.market_id},{i.asset_class},"
+                               f"{i.instrument_id},{i.currency},{i.status}\n")
+            with cur.copy("copy prices_daily (instrument_id, trade_date, open, high, low, close,"
+                          " adjusted_close, volume, currency, metadata) from stdin"
+                          " (format csv)") as copy:
+                for line in generate_prices(MarketShape(), instruments):
+                    if "1e+39" not in line:  # numeric(24, 2) cannot hold it
+                        copy.write(line)
+
+
+def test_existing_original_tables_get_the_unique_key(empty_db: Database) -> None:
+    _load_original_tables(empty_db)
+    with empty_db.connect() as conn:
+        conn.execute("insert into numeric_window_embeddings (entity_type, entity_id,"
+                     " window_spec, as_of_date, model_id, vector) values ('INSTRUMENT',"
+                     " 'US_EQ_0001', '{}', '2024-12-31', 'num-stab-core-v1', '\\x00')")
+    result = empty_db.backfill(*ORIGINAL_COMMAND)
+    assert result.returncode == 0, result.stderr
+    assert "embedded=396 " in result.stdout  # 400 active equities, 4 short histories
+    with empty_db.connect() as conn:
+        keys = conn.execute(
+            "select count(*) from pg_constraint where conrelid ="
+            " 'numeric_window_embeddings'::regclass and contype = 'u'").fetchone()
+        old = conn.execute("select count(*) from numeric_window_embeddings"
+                           " where as_of_date = '2024-12-31'").fetchone()
+        stored = conn.execute(
+            "select entity_id, vector from numeric_window_embeddings where as_of_date ="
+            " '2025-01-31' and model_id = 'num-stab-core-v1' order by entity_id").fetchall()
+        assert keys == (1,) and old == (1,)
+        assert len(stored) == 396
+        for instrument_id, vector in stored[::7]:
+            window = reference_window(conn, instrument_id, dt.date(2025, 1, 31), 63)
+            assert window is not None
+            assert_vector_matches(bytes(vector), reference_vector(window, 384), 63,
+                                  instrument_id)
+
+
+def test_duplicates_from_the_original_tool_stop_the_run(empty_db: Database) -> None:
+    _load_original_tables(empty_db)
+    insert = ("insert into numeric_window_embeddings (entity_type, entity_id, window_spec,"
+              " as_of_date, model_id, vector, created_at) values ('INSTRUMENT', 'US_EQ_0002',"
+              " '{}', '2025-01-31', 'num-stab-core-v1', %s, %s)")
+    with empty_db.connect() as conn:
+        conn.execute(insert, (b"old", dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc)))
+        conn.execute(insert, (b"new", dt.datetime(2025, 2, 2, tzinfo=dt.timezone.utc)))
+    result = empty_db.backfill(*ORIGINAL_COMMAND)
+    assert_one_line_error(result, 1, "1 duplicated", "dedupe_numeric_embeddings --apply")
+    with empty_db.connect() as conn:
+        assert conn.execute("select count(*) from numeric_window_embeddings").fetchone() == (2,)
+    dedupe = subprocess.run(
+        [sys.executable, "-m", "prometheus.scripts.dedupe_numeric_embeddings", "--apply"],
+        cwd=PROJECT_DIR, env=empty_db.env, capture_output=True, text=True, timeout=120)
+    assert dedupe.returncode == 0, dedupe.stderr
+    assert "deleted 1 older duplicate rows" in dedupe.stdout
+    with empty_db.connect() as conn:
+        kept = conn.execute("select vector from numeric_window_embeddings").fetchall()
+    assert [bytes(r[0]) for r in kept] == [b"new"]
+    result = empty_db.backfill(*ORIGINAL_COMMAND)
+    assert result.returncode == 0, result.stderr
+
+
+def test_stale_windows_are_counted_and_recorded(demo_db: Database, original_run) -> None:
+    assert " stale=1 " in original_run.stdout
+    with demo_db.connect() as conn:
+        spec = conn.execute(
+            "select window_spec from numeric_window_embeddings where entity_id = 'US_EQ_0401'"
+            " and model_id = 'num-stab-core-v1' and as_of_date = '2025-01-31'").fetchone()[0]
+    assert spec["last_trade_date"] == "2025-01-15"
+    assert spec["is_stale"] is True and spec["trading_days_after_end"] > 5
+
+
+def test_encoder_refuses_non_finite_values() -> None:
+    from prometheus.numeric.encoders import encode
+    from prometheus.numeric.errors import PipelineError
+    from prometheus.numeric.registry import ModelSpec
+
+    features = np.ones((2, 4, 3))
+    features[1, 2, 1] = 1e39  # finite as a double, infinite as a float32
+    with pytest.raises(PipelineError, match="NaN or inf"):
+        encode(features, ModelSpec("num-stab-core-v1", "pad_to_dim", 384))
