@@ -56,7 +56,8 @@ def _summary_line(message: str | None) -> str:
     """The line of a dbt error message that says what went wrong."""
     for line in (message or "").splitlines():
         text = line.strip()
-        if text and not text.lower().startswith(_ERROR_HEADERS) and not text.startswith(">"):
+        if text and not text.lower().startswith(_ERROR_HEADERS) and not text.startswith(">") \
+                and not text.endswith("failed, error:"):
             return text
     return (message or "unknown error").strip().splitlines()[0] if message else "unknown error"
 
@@ -112,7 +113,7 @@ class DbtRunner:
         for node_result in getattr(result.result, "results", []) or []:
             if str(node_result.status).lower() in FAILED_STATUSES:
                 name = getattr(node_result.node, "name", "?")
-                if node_result.failures:
+                if str(node_result.status).lower() == "fail":  # a test that found rows
                     failures.append(f"{name} ({node_result.failures} failing rows)")
                 else:
                     failures.append(f"{name}: {_summary_line(node_result.message)}")

@@ -108,6 +108,8 @@ def _free_port() -> int:
 
 def _port_is_free(port: int) -> bool:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        # As PostgreSQL binds: connections in TIME_WAIT from before a restart do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
