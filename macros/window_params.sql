@@ -10,6 +10,8 @@
   market_id         market whose ACTIVE EQUITY instruments are selected
   limit, offset     page through that market by instrument_id
   instrument_ids    explicit instruments, added whatever their status
+  shard_index, shard_count   keep the selected instruments whose stable hash (md5 of
+                    instrument_id) mod shard_count is shard_index: N workers, one backfill
   run_id            key of the staged rows (default: dbt's invocation_id)
 #}
 
@@ -115,8 +117,13 @@
       'limit': parse_int_var('limit', 0),
       'offset': parse_int_var('offset', 0, 0),
       'instrument_ids': parse_text_list_var('instrument_ids'),
+      'shard_index': parse_int_var('shard_index', 0, 0),
+      'shard_count': parse_int_var('shard_count', 1, 1),
       'run_id': run_id,
   } %}
+  {% if params.shard_index >= params.shard_count %}
+    {% do fail_var('shard_index', "must be below shard_count (" ~ params.shard_count ~ "), got " ~ params.shard_index) %}
+  {% endif %}
   {% if params.as_of and (params.start_date or params.end_date) %}
     {% do fail_var('as_of', "cannot be combined with start_date/end_date: give one as-of date or a range") %}
   {% endif %}

@@ -2,7 +2,7 @@
 
 -- SPEC "Instrument selection": the market's ACTIVE EQUITY instruments by instrument_id, paged
 -- with offset/limit, then the explicit instrument_ids (whatever their status), de-duplicated,
--- first seen first.
+-- first seen first; with shard vars, this worker's share of them.
 
 with
 
@@ -76,11 +76,23 @@ explicit_added as (
 
 ),
 
-final as (
+combined as (
 
     select * from market_ranked
     union all
     select * from explicit_added
+
+),
+
+final as (
+
+    -- A shard keeps the instruments whose stable hash falls to it, after the selection,
+    -- so the union of all shards is the unsharded selection.
+    select *
+    from combined
+    where
+        (('x' || left(md5(instrument_id), 8))::bit(32)::bigint & 2147483647)
+        % {{ params.shard_count }} = {{ params.shard_index }}
 
 )
 

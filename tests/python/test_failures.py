@@ -116,21 +116,29 @@ RANGE_RUN = ["--start-date", "2025-01-02", "--end-date", "2025-01-31", "--market
              "--batch-size", "100"]
 
 
-def stored_keys(db: Database, model_id: str) -> dict[tuple[str, dt.date], bytes]:
+def stored_keys(db: Database, model_id: str, run_id: str | None = None
+                ) -> dict[tuple[str, dt.date], bytes]:
+    """The model's vectors (written last by run_id, when given)."""
     with db.connect() as conn:
         rows = conn.execute(
             "select entity_id, as_of_date, vector from numeric_window_embeddings"
-            " where model_id = %s", (model_id,)).fetchall()
+            " where model_id = %s and (%s::text is null or window_spec ->> 'run_id' = %s)",
+            (model_id, run_id, run_id)).fetchall()
     return {(r[0], r[1]): bytes(r[2]) for r in rows}
+
+
+def summary_value(stdout: str, name: str) -> str:
+    return stdout.strip().splitlines()[-1].split(f"{name}=")[1].split()[0]
 
 
 def test_sigkill_keeps_whole_batches_and_a_rerun_completes(demo_db: Database) -> None:
     model = "num-scenario-core-v1"
     process = _backfill_process(demo_db, *RANGE_RUN, "--model-id", model)
-    _wait_for_stored(process)
+    lines = _wait_for_stored(process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
-    partial = stored_keys(demo_db, model)
+    killed_run = lines[0].split("run ")[1].split(":")[0]
+    partial = stored_keys(demo_db, model, killed_run)
     assert partial, "nothing was kept"
     assert all(len(v) == 1536 for v in partial.values())
     # Batches are groups of whole instruments (100 windows at most): each one complete.
@@ -141,8 +149,8 @@ def test_sigkill_keeps_whole_batches_and_a_rerun_completes(demo_db: Database) ->
 
     rerun = demo_db.backfill(*RANGE_RUN, "--model-id", model)
     assert rerun.returncode == 0, rerun.stderr
-    complete = stored_keys(demo_db, model)
-    assert len(complete) == int(rerun.stdout.split("embedded=")[1].split()[0])
+    complete = stored_keys(demo_db, model, summary_value(rerun.stdout, "run_id"))
+    assert len(complete) == int(summary_value(rerun.stdout, "embedded"))
     assert len(complete) > len(partial)
     for key, vector in partial.items():
         assert complete[key] == vector
@@ -179,8 +187,8 @@ def test_database_going_away_mid_run(demo_db: Database) -> None:
     assert last.startswith("backfill_numeric_embeddings: error:"), last
     rerun = demo_db.backfill(*RANGE_RUN, "--model-id", model)
     assert rerun.returncode == 0, rerun.stderr
-    assert len(stored_keys(demo_db, model)) == int(
-        rerun.stdout.split("embedded=")[1].split()[0])
+    assert len(stored_keys(demo_db, model, summary_value(rerun.stdout, "run_id"))) == int(
+        summary_value(rerun.stdout, "embedded"))
 
 
 def test_concurrent_runs_never_duplicate_or_mix(demo_db: Database) -> None:

@@ -22,6 +22,7 @@ from prometheus.numeric.dbt_runner import (
 from prometheus.numeric.encoders import encode
 from prometheus.numeric.errors import PipelineError
 from prometheus.numeric.pgcluster import use_server
+from prometheus.numeric.progress import Progress
 from prometheus.numeric.registry import ModelSpec, load_registry, resolve_models
 from prometheus.numeric.store import EmbeddingWriter, lock, try_lock, unlock
 from prometheus.numeric.windows import BATCH_WINDOWS, read_windows
@@ -58,6 +59,8 @@ class BackfillRequest:
     min_days: int | None = None
     run_tests: bool = True
     batch_size: int = BATCH_WINDOWS
+    skip_existing: bool = False
+    shard: tuple[int, int] = (0, 1)
     project_dir: Path | None = None
 
     def dbt_vars(self, run_id: str) -> dict[str, Any]:
@@ -68,6 +71,8 @@ class BackfillRequest:
             "frequency": self.frequency,
             "model_ids": self.model_ids,
             "instrument_ids": self.instrument_ids,
+            "shard_index": self.shard[0],
+            "shard_count": self.shard[1],
         }
         optional = {
             "as_of": self.as_of, "start_date": self.start_date, "end_date": self.end_date,
@@ -92,6 +97,7 @@ class BackfillSummary:
     stale: int = 0
     rejected_rows: int = 0
     vectors: int = 0
+    already_stored: int = 0
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -100,7 +106,8 @@ class BackfillSummary:
             f"insufficient_history={self.insufficient_history} "
             f"rejected_rows={self.rejected_rows} stale={self.stale} filled={self.filled} "
             f"instruments={self.instruments} as_of_dates={self.as_of_dates} "
-            f"vectors={self.vectors} models={','.join(self.models)} run_id={self.run_id} "
+            f"vectors={self.vectors} already_stored={self.already_stored} "
+            f"models={','.join(self.models)} run_id={self.run_id} "
             f"seconds={self.seconds:.2f}"
         )
 
@@ -172,9 +179,9 @@ class Backfill:
                 self._count(conn, windows, dbt.relation_name(REJECTED_NODE), summary)
             if summary.embedded + summary.skipped == 0:
                 raise PipelineError(self._nothing_selected())
-            summary.vectors = self._encode_and_store(
+            summary.vectors, summary.already_stored = self._encode_and_store(
                 windows, dbt.relation_name(RETURNS_NODE), dbt.relation_name(EMBEDDINGS_SOURCE),
-                run_id)
+                run_id, summary.embedded)
             if self.request.run_tests:
                 log.info("run %s: testing the stored vectors with dbt", run_id)
                 dbt.invoke(["test", "--select", *TESTED_NODES], {"run_id": run_id})
@@ -192,23 +199,32 @@ class Backfill:
         rejected_row = conn.execute(sql.SQL(RUN_REJECTED_ROWS).format(**params)).fetchone()
         summary.rejected_rows = int(rejected_row[0]) if rejected_row else 0
 
-    def _encode_and_store(self, windows: str, returns: str, embeddings: str, run_id: str
-                          ) -> int:
+    def _encode_and_store(self, windows: str, returns: str, embeddings: str, run_id: str,
+                          total: int) -> tuple[int, int]:
+        """Encode and store the run's windows; returns (vectors written, windows skipped
+        because every requested model already had them)."""
         window_days = self.request.window_days
-        stored = 0
+        skip_models = [spec.model_id for spec in self.specs] if self.request.skip_existing \
+            else None
+        stored = encoded = 0
+        progress = Progress(run_id, total * len(self.specs))
         with psycopg.connect(autocommit=True) as reader, \
                 psycopg.connect(autocommit=True) as writer_conn:
-            writer = EmbeddingWriter(writer_conn, embeddings, windows, run_id)
-            for batch in read_windows(reader, windows, returns, run_id, window_days,
-                                      self.request.batch_size):
+            writer = EmbeddingWriter(writer_conn, embeddings, windows, run_id,
+                                     replace=not self.request.skip_existing)
+            batches = read_windows(reader, windows, returns, run_id, window_days,
+                                   self.request.batch_size, embeddings, skip_models)
+            for batch in batches:
                 # One transaction per batch, all models: it commits whole or not at all.
                 with writer_conn.transaction():
                     writer.lock_models(self.specs)
                     for spec in self.specs:
                         stored += writer.write(batch.window_seqs, encode(batch.features, spec),
                                                spec, window_days)
-                log.info("run %s: stored %d vectors", run_id, stored)
-        return stored
+                encoded += len(batch)
+                progress.update(encoded * len(self.specs))
+        progress.finish()
+        return stored, total - encoded
 
     def _nothing_selected(self) -> str:
         request = self.request

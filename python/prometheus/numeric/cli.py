@@ -55,6 +55,13 @@ def _identifier(text: str) -> str:
     return text
 
 
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit()) or int(count) < 1 or int(index) >= int(count):
+        raise argparse.ArgumentTypeError(f"must be K/N with 0 <= K < N, got {text!r}")
+    return int(index), int(count)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -84,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--model-id", action="append", dest="model_ids", type=_identifier,
                         help=f"registry model id, repeatable (default {DEFAULT_MODEL_ID})")
     run = parser.add_argument_group("run")
+    run.add_argument("--skip-existing", action="store_true",
+                     help="encode only windows not yet stored for every requested model")
+    run.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+                     help="this worker's share of the instruments (stable hash); N workers "
+                          "with K = 0..N-1 together do the whole backfill")
     run.add_argument("--batch-size", type=_whole_number(1), default=BATCH_WINDOWS,
                      help=f"windows per transaction (default {BATCH_WINDOWS}); an interrupted "
                           "run keeps its finished batches")
@@ -124,6 +136,8 @@ def request_from_args(args: argparse.Namespace) -> BackfillRequest:
         min_days=args.min_days,
         run_tests=args.run_tests,
         batch_size=args.batch_size,
+        skip_existing=args.skip_existing,
+        shard=args.shard,
         project_dir=Path(args.project_dir) if args.project_dir else None,
     )
 

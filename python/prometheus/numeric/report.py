@@ -19,11 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from prometheus.numeric.backfill import (
-    COVERAGE_NODE,
-    EMBEDDINGS_SOURCE,
-    ensure_coverage_view,
-)
+from prometheus.numeric.backfill import EMBEDDINGS_SOURCE
 from prometheus.numeric.dbt_runner import (
     PROJECT_NAME,
     DbtRunner,
@@ -39,6 +35,7 @@ from prometheus.numeric.report_data import (
     read_instrument_window,
 )
 
+COVERAGE_NODE = f"model.{PROJECT_NAME}.embedding_coverage"
 INSTRUMENTS_NODE = f"model.{PROJECT_NAME}.stg_historical_db__instruments"
 COLORS = {"embedded": "#2f7d4f", "skipped": "#d9822b", "missing": "#b8312f",
           "filled": "#d9822b", "series": "#2b5c8a"}
@@ -127,7 +124,6 @@ def write_report(model_id: str, start_date: dt.date, end_date: dt.date, instrume
     project = find_project_dir(project_dir)
     use_server(project)
     dbt = DbtRunner(project, find_profiles_dir(project))
-    ensure_coverage_view(dbt)
     with psycopg.connect(autocommit=True) as conn:
         coverage = read_coverage(conn, dbt.relation_name(COVERAGE_NODE), model_id,
                                  start_date, end_date)

@@ -62,12 +62,14 @@ inner join {windows} as windows
     on windows.run_id = {run_id}
     and windows.window_seq = encoded.window_seq
 order by windows.window_seq
-on conflict (entity_type, entity_id, as_of_date, model_id) do update set
+on conflict (entity_type, entity_id, as_of_date, model_id) {on_conflict}
+"""
+
+REPLACE = """do update set
     window_spec = excluded.window_spec,
     vector = excluded.vector,
     vector_ref = excluded.vector_ref,
-    created_at = excluded.created_at
-"""
+    created_at = excluded.created_at"""
 
 
 def copy_payload(window_seqs: NDArray[np.int64], vectors: NDArray[np.float32]) -> bytes:
@@ -90,8 +92,10 @@ class EmbeddingWriter:
     """Upserts one run's vectors; every call runs inside the caller's transaction."""
 
     def __init__(self, conn: psycopg.Connection, embeddings_relation: str,
-                 windows_relation: str, run_id: str) -> None:
+                 windows_relation: str, run_id: str, replace: bool = True) -> None:
+        """replace=False keeps a vector already stored under the key (--skip-existing)."""
         self._conn = conn
+        self._replace = replace
         self._embeddings = sql.SQL(embeddings_relation)
         self._windows = sql.SQL(windows_relation)
         self._run_id = run_id
@@ -117,10 +121,11 @@ class EmbeddingWriter:
                 dim=sql.Literal(spec.vector_dim(window_days)),
                 model_id=sql.Literal(spec.model_id),
                 run_id=sql.Literal(self._run_id),
+                on_conflict=sql.SQL(REPLACE if self._replace else "do nothing"),
             ))
             written = cur.rowcount
             cur.execute("truncate encoded_vectors")
-        if written != len(window_seqs):
+        if written != len(window_seqs) and (self._replace or written > len(window_seqs)):
             raise PipelineError(f"model {spec.model_id}: stored {written} of {len(window_seqs)} "
                                 "vectors of a batch; the batch was rolled back")
         return written

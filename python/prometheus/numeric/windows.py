@@ -39,10 +39,22 @@ BOUNDS_ROW = _fields(("window_seq", ">i8"), ("selection_rank", ">i4"),
 HISTORY_ROW = _fields(("selection_rank", ">i4"), ("valid_row_number", ">i8"),
                       ("close", ">f8"), ("volume", ">f8"), ("log_return", ">f8"))
 
+# With --skip-existing, a window is read only while some requested model lacks its vector.
+NOT_STORED = """
+and (
+    select count(*)
+    from {embeddings} as stored
+    where stored.entity_type = 'INSTRUMENT'
+        and stored.entity_id = windows.instrument_id
+        and stored.as_of_date = windows.as_of_date
+        and stored.model_id = any({models})
+) < {model_count}
+"""
+
 GROUP_SIZES = """
 select selection_rank, count(*)
-from {windows}
-where run_id = {run_id} and window_status = 'ok'
+from {windows} as windows
+where run_id = {run_id} and window_status = 'ok' {not_stored}
 group by selection_rank
 order by selection_rank
 """
@@ -50,8 +62,8 @@ order by selection_rank
 BOUNDS = """
 copy (
     select window_seq, selection_rank, first_row_number, rows_filled
-    from {windows}
-    where run_id = {run_id} and window_status = 'ok'
+    from {windows} as windows
+    where run_id = {run_id} and window_status = 'ok' {not_stored}
         and selection_rank between {first_rank} and {last_rank}
     order by selection_rank, window_seq
 ) to stdout (format binary)
@@ -65,8 +77,8 @@ copy (
             selection_rank,
             min(first_row_number) as first_row_number,
             max(last_row_number) as last_row_number
-        from {windows}
-        where run_id = {run_id} and window_status = 'ok'
+        from {windows} as windows
+        where run_id = {run_id} and window_status = 'ok' {not_stored}
             and selection_rank between {first_rank} and {last_rank}
         group by instrument_id, selection_rank
     )
@@ -158,13 +170,21 @@ def gather_windows(bounds: np.ndarray, history: np.ndarray, window_days: int) ->
 
 
 def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relation: str,
-                 run_id: str, window_days: int, batch_windows: int = BATCH_WINDOWS
+                 run_id: str, window_days: int, batch_windows: int = BATCH_WINDOWS,
+                 embeddings_relation: str | None = None, skip_models: list[str] | None = None,
                  ) -> Iterator[WindowBatch]:
-    """Yield the run's 'ok' windows, instrument by instrument, at most batch_windows at once.
+    """Yield the run's 'ok' windows, instrument by instrument, at most batch_windows at once
+    (with skip_models: only those some of these models have no vector for yet).
 
     Runs in one repeatable-read transaction so every COPY sees the same snapshot."""
+    not_stored: sql.Composable = sql.SQL("")
+    if skip_models:
+        assert embeddings_relation is not None
+        not_stored = sql.SQL(NOT_STORED).format(
+            embeddings=sql.SQL(embeddings_relation), models=sql.Literal(skip_models),
+            model_count=sql.Literal(len(skip_models)))
     params = {"windows": sql.SQL(windows_relation), "returns": sql.SQL(returns_relation),
-              "run_id": sql.Literal(run_id)}
+              "run_id": sql.Literal(run_id), "not_stored": not_stored}
     with conn.transaction():
         conn.execute("set transaction isolation level repeatable read, read only")
         sizes = conn.execute(sql.SQL(GROUP_SIZES).format(**params)).fetchall()
