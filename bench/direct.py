@@ -56,15 +56,15 @@ def _progress(label: str, done: int, started: float) -> None:
 # (b) ------------------------------------------------------------------------------------
 
 
-def encode_and_write(conninfo: str, windows: str, target: str, run_id: str,
+def encode_and_write(conninfo: str, windows: str, returns: str, target: str, run_id: str,
                      specs: list[ModelSpec], window_days: int) -> Throughput:
     """The CLI's encode+write loop on already staged windows: read, encode, upsert per batch."""
     stored = 0
     started = time.monotonic()
-    with psycopg.connect(conninfo) as reader, \
+    with psycopg.connect(conninfo, autocommit=True) as reader, \
             psycopg.connect(conninfo, autocommit=True) as writer_conn:
         writer = EmbeddingWriter(writer_conn, target, windows, run_id)
-        for batch in read_windows(reader, windows, run_id, window_days):
+        for batch in read_windows(reader, windows, returns, run_id, window_days):
             # Same transaction shape as the CLI: one per batch, all models.
             with writer_conn.transaction():
                 writer.lock_models(specs)

@@ -34,7 +34,7 @@ from bench.direct import (
     original_approach,
 )
 from bench.report import Figure, Report, Target
-from prometheus.numeric.backfill import EMBEDDINGS_SOURCE, WINDOWS_NODE
+from prometheus.numeric.backfill import EMBEDDINGS_SOURCE, RETURNS_NODE, WINDOWS_NODE
 from prometheus.numeric.dbt_runner import DbtRunner, find_profiles_dir, find_project_dir
 from prometheus.numeric.demo_data import MarketShape, load_demo
 from prometheus.numeric.registry import load_registry, resolve_models
@@ -220,6 +220,7 @@ class Bench:
         dbt = DbtRunner(find_project_dir(PROJECT_DIR), find_profiles_dir(PROJECT_DIR))
         embeddings = dbt.relation_name(EMBEDDINGS_SOURCE)
         windows = dbt.relation_name(WINDOWS_NODE)
+        returns = dbt.relation_name(RETURNS_NODE)
         self.truncate_embeddings(embeddings)  # (a) writes into an empty table, as (b)-(d) do
 
         # (a) end to end.
@@ -243,7 +244,7 @@ class Bench:
             self.report.targets.append(Target("skip-existing re-run / first run", None, 0.15,
                                               at_least=False, note=reason))
 
-        rate_b, rate_c, rate_d = self.direct_measurements(embeddings, windows, range_run)
+        rate_b, rate_c, rate_d = self.direct_measurements(embeddings, windows, returns, range_run)
 
         def ratio(top: float | None, bottom: float | None) -> float | None:
             return top / bottom if top is not None and bottom else None
@@ -262,7 +263,8 @@ class Bench:
                                      f"{range_run.stdout.strip().splitlines()[-1]}")
         return self.report
 
-    def direct_measurements(self, embeddings: str, windows: str, range_run: CliRun
+    def direct_measurements(self, embeddings: str, windows: str, returns: str,
+                            range_run: CliRun
                             ) -> tuple[float | None, float | None, float | None]:
         s = self.s
         specs = resolve_models(load_registry(PROJECT_DIR), [MODEL_ID])
@@ -279,7 +281,8 @@ class Bench:
         if range_run.ok:
             run_id = range_run.summary().get("run_id", "")
             result_b = self.timed("(b) encode+write of the staged windows of (a)", lambda: (
-                encode_and_write(conninfo, windows, target_b, run_id, specs, WINDOW_DAYS)))
+                encode_and_write(conninfo, windows, returns, target_b, run_id, specs,
+                                 WINDOW_DAYS)))
         else:
             result_b = "not run: the range run failed"
         rate_b = self.add_throughput("(b) encode+write step alone (package API)", result_b,
