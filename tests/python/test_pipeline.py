@@ -187,6 +187,9 @@ def test_dbt_tests_pass_then_fail_on_a_wrong_length_vector(demo_db: Database,
                                                           original_run) -> None:
     passed = demo_db.dbt("test")
     assert passed.returncode == 0, passed.stdout[-3000:]
+    # Rejected rows and stale windows are reported as warnings, not hidden, not errors.
+    assert re.search(r"Warning in test rejected_prices_present.*\n.*Got 13 results", passed.stdout)
+    assert re.search(r"Warning in test numeric_windows_stale", passed.stdout)
     with demo_db.connect() as conn:
         embedding_id, vector = conn.execute(
             "select embedding_id, vector from numeric_window_embeddings"
