@@ -39,7 +39,8 @@ def test_report_png_from_a_date_range(demo_db: Database, tmp_path: Path) -> None
     assert (drawn["instrument"], drawn["rows_filled"]) == ("US_EQ_0011", "2")
     with demo_db.connect() as conn:
         row = conn.execute("select sum(instruments_embedded) from analytics.embedding_coverage"
-                           " where model_id = %s", (MODEL,)).fetchone()
+                           " where model_id = %s and as_of_date between %s and %s",
+                           (MODEL, RANGE[1], RANGE[3])).fetchone()
     assert row is not None and int(row[0]) == int(drawn["embedded"])
 
     data = output.read_bytes()
