@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import pwd
 import re
@@ -117,11 +118,30 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
+def _cluster_root(project_dir: Path) -> Path:
+    """<project>/.pgdata, unless running as root in a folder the server's user cannot reach
+    (a checkout under /root, say): then a folder of its own under /var/tmp."""
+    preferred = project_dir / ".pgdata"
+    if os.geteuid() != 0 or (preferred / "data" / "PG_VERSION").exists():
+        return preferred
+    try:
+        account = pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        return preferred
+    reachable = subprocess.run(
+        ["test", "-x", str(project_dir)], user=account.pw_uid, group=account.pw_gid,
+        extra_groups=[], check=False, capture_output=True).returncode == 0
+    if reachable:
+        return preferred
+    digest = hashlib.sha1(str(project_dir.resolve()).encode()).hexdigest()[:12]
+    return Path("/var/tmp") / f"prometheus-pgdata-{digest}"
+
+
 class PrivateCluster:
     """A cluster in `<project>/.pgdata`, owned by the user that runs the server."""
 
     def __init__(self, project_dir: Path) -> None:
-        self.root = project_dir / ".pgdata"
+        self.root = _cluster_root(project_dir)
         self.data_dir = self.root / "data"
         self.log_file = self.root / "server.log"
         self.port_file = self.root / "port"
