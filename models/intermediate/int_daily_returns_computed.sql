@@ -1,6 +1,7 @@
 {{
     config(
         materialized='table',
+        post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['instrument_id', 'trade_date'], 'unique': true},
             {'columns': ['instrument_id', 'valid_row_number'], 'unique': true},
@@ -8,6 +9,8 @@
     )
 }}
 
+-- analyze: fresh statistics before numeric_windows plans its joins on this new table
+-- (without them a 3-year range run's staging took 50 s instead of 10 s).
 -- Log-returns over each instrument's whole valid history (SPEC "Daily features"): a rejected
 -- row is skipped, so close_prev is the previous *valid* close however far back.
 
