@@ -7,6 +7,8 @@ window_spec is built in SQL from the staged window, so Python moves only keys an
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import psycopg
 from numpy.typing import NDArray
@@ -116,7 +118,7 @@ class EmbeddingWriter:
             cur.execute(sql.SQL(UPSERT).format(
                 embeddings=self._embeddings,
                 windows=self._windows,
-                features=sql.Literal(_json_list(FEATURES)),
+                features=sql.Literal(json.dumps(FEATURES)),
                 encoder=sql.Literal(spec.encoder),
                 dim=sql.Literal(spec.vector_dim(window_days)),
                 model_id=sql.Literal(spec.model_id),
@@ -148,7 +150,3 @@ def try_lock(conn: psycopg.Connection, name: str, shared: bool) -> bool:
 
 def unlock(conn: psycopg.Connection, name: str, shared: bool) -> None:
     conn.execute(_advisory("pg_advisory_unlock", shared), (LOCK_NAMESPACE, name))
-
-
-def _json_list(values: tuple[str, ...]) -> str:
-    return "[" + ", ".join(f'"{value}"' for value in values) + "]"
