@@ -19,6 +19,12 @@ from prometheus.numeric.dbt_runner import (
     find_profiles_dir,
     find_project_dir,
 )
+from prometheus.numeric.deployment import (
+    deployment_key,
+    is_deployed,
+    record_deployment,
+    setup_node_ids,
+)
 from prometheus.numeric.encoders import encode
 from prometheus.numeric.errors import PipelineError
 from prometheus.numeric.pgcluster import use_server
@@ -39,6 +45,8 @@ STAGED_NODES = (
     "stg_embeddings__numeric_window_embeddings",
 )
 STAGING_LOCK = "staging"
+RETURNS_NODE_NAME = "int_daily_returns_computed"
+WINDOWS_NODE_NAME = "numeric_windows"
 TESTED_NODES = ("stg_embeddings__numeric_window_embeddings", "numeric_windows")
 
 
@@ -162,19 +170,13 @@ class Backfill:
         summary = BackfillSummary(run_id=run_id, models=[s.model_id for s in self.specs])
         dbt_vars = self.request.dbt_vars(run_id)
 
-        # The lock connection lives for the whole run: staging (which rebuilds shared models)
-        # is exclusive between runs; encoding and testing share, so no run rebuilds the
-        # daily returns under another run's reader.
+        # The lock connection lives for the whole run. Runs share the staging lock, so they
+        # stage, encode and test in parallel (shards); a run that must (re)build the views
+        # and seed takes it exclusively, as that swaps relations under other runs' readers.
+        # The daily returns are updated incrementally inside one transaction, one run at a
+        # time (their own lock), so a reader never sees a half-updated table.
         with psycopg.connect(autocommit=True) as lock_conn:
-            if not try_lock(lock_conn, STAGING_LOCK, shared=False):
-                log.info("run %s: waiting for another run's staging or encoding", run_id)
-                lock(lock_conn, STAGING_LOCK, shared=False)
-            log.info("run %s: staging windows with dbt", run_id)
-            # One dbt invocation (each costs a start-up): the registry seed and the models.
-            dbt.invoke(["build", "--select", REGISTRY_SEED_NODE, *STAGED_NODES,
-                        "--resource-type", "seed", "--resource-type", "model"], dbt_vars)
-            lock(lock_conn, STAGING_LOCK, shared=True)
-            unlock(lock_conn, STAGING_LOCK, shared=False)
+            self._stage(dbt, lock_conn, dbt_vars, run_id)
             windows = dbt.relation_name(WINDOWS_NODE)
             with psycopg.connect(autocommit=True) as conn:
                 self._count(conn, windows, dbt.relation_name(REJECTED_NODE), summary)
@@ -188,6 +190,37 @@ class Backfill:
                 dbt.invoke(["test", "--select", *TESTED_NODES], {"run_id": run_id})
         summary.seconds = time.monotonic() - started
         return summary
+
+    def _stage(self, dbt: DbtRunner, lock_conn: psycopg.Connection,
+               dbt_vars: dict[str, Any], run_id: str) -> None:
+        manifest = dbt.manifest()
+        setup_nodes = setup_node_ids(manifest)
+        key = deployment_key(manifest, [*setup_nodes, RETURNS_NODE, WINDOWS_NODE])
+        relations = [dbt.relation_name(node) for node in
+                     (*setup_nodes, RETURNS_NODE, WINDOWS_NODE)]
+        schema = manifest.nodes[WINDOWS_NODE].schema
+        lock(lock_conn, STAGING_LOCK, shared=True)
+        if not is_deployed(lock_conn, schema, key, relations):
+            unlock(lock_conn, STAGING_LOCK, shared=True)
+            if not try_lock(lock_conn, STAGING_LOCK, shared=False):
+                log.info("run %s: waiting for other runs to finish before deploying the "
+                         "project's views", run_id)
+                lock(lock_conn, STAGING_LOCK, shared=False)
+            try:
+                if not is_deployed(lock_conn, schema, key, relations):
+                    log.info("run %s: deploying the views and seed, staging windows with dbt",
+                             run_id)
+                    # One dbt invocation (each costs a start-up): seed, views and tables.
+                    dbt.invoke(["build", "--select", REGISTRY_SEED_NODE, *STAGED_NODES,
+                                "--resource-type", "seed", "--resource-type", "model"],
+                               dbt_vars)
+                    record_deployment(lock_conn, schema, key)
+                    return
+            finally:
+                lock(lock_conn, STAGING_LOCK, shared=True)
+                unlock(lock_conn, STAGING_LOCK, shared=False)
+        log.info("run %s: staging windows with dbt", run_id)
+        dbt.invoke(["run", "--select", RETURNS_NODE_NAME, WINDOWS_NODE_NAME], dbt_vars)
 
     def _count(self, conn: psycopg.Connection, windows: str, rejected: str,
                summary: BackfillSummary) -> None:

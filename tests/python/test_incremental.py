@@ -1,0 +1,117 @@
+"""The daily returns are incremental: a new day appends, a corrected past recomputes only
+the instruments it touches, and the table always equals a from-scratch computation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import psycopg
+
+from conftest import Database
+from prometheus.numeric.demo_data import MarketShape, load_demo
+from reference import load_history, valid_mask
+
+SHAPE = MarketShape(active_equities=401,  # the fewest the demo's special cases need
+                    start_date=dt.date(2024, 6, 3),
+                    end_date=dt.date(2024, 12, 31))
+RETURNS = "analytics.int_daily_returns_computed"
+STAGE = ["run", "--select", "+int_daily_returns_computed"]
+
+
+def expected_returns(conn: psycopg.Connection) -> dict[tuple[str, dt.date], tuple]:
+    """(close, volume, log_return, valid_row_number) per valid row, from prices_daily."""
+    expected: dict[tuple[str, dt.date], tuple] = {}
+    ids = [r[0] for r in conn.execute("select distinct instrument_id from prices_daily")]
+    for instrument_id in ids:
+        dates, closes, volumes = load_history(conn, instrument_id)
+        keep = valid_mask(closes, volumes)
+        dates, closes, volumes = dates[keep], closes[keep], volumes[keep]
+        returns = np.zeros_like(closes)
+        returns[1:] = np.log(closes[1:] / closes[:-1])
+        for number, (day, close, volume, log_return) in enumerate(
+                zip(dates.astype(dt.date), closes, volumes, returns, strict=True), 1):
+            expected[(instrument_id, day)] = (close, volume, log_return, number)
+    return expected
+
+
+def stored_returns(conn: psycopg.Connection) -> dict[tuple[str, dt.date], tuple]:
+    rows = conn.execute(f"select instrument_id, trade_date, close, volume, log_return,"
+                        f" valid_row_number from {RETURNS}").fetchall()
+    return {(r[0], r[1]): r[2:] for r in rows}
+
+
+def assert_equals_from_scratch(conn: psycopg.Connection) -> None:
+    expected, stored = expected_returns(conn), stored_returns(conn)
+    assert stored.keys() == expected.keys()
+    for key, (close, volume, log_return, number) in expected.items():
+        got = stored[key]
+        assert (got[0], got[1], got[3]) == (close, volume, number), key
+        assert np.isclose(got[2], log_return, rtol=1e-15, atol=1e-300), key
+
+
+def row_versions(conn: psycopg.Connection) -> dict[str, set[str]]:
+    """Per instrument, the transaction ids that wrote its stored rows."""
+    versions: dict[str, set[str]] = {}
+    for instrument_id, xmin in conn.execute(f"select instrument_id, xmin::text from {RETURNS}"):
+        versions.setdefault(instrument_id, set()).add(xmin)
+    return versions
+
+
+def test_new_days_append_and_corrections_recompute_only_their_instruments(
+        empty_db: Database) -> None:
+    with empty_db.connect() as conn:
+        load_demo(conn, "public", SHAPE)
+        ids = [r[0] for r in conn.execute(
+            "select distinct instrument_id from prices_daily order by 1")]
+        conn.execute("create table held_back as select * from prices_daily"
+                     " where trade_date > '2024-12-20'")
+        conn.execute("delete from prices_daily where trade_date > '2024-12-20'")
+    first = empty_db.dbt(*STAGE)
+    assert first.returncode == 0, first.stdout
+    with empty_db.connect() as conn:
+        assert_equals_from_scratch(conn)
+        before = row_versions(conn)
+
+        # The next days arrive; one instrument's past is corrected, one loses an old row,
+        # one has an old row turn invalid, one gets a late row inserted in its past.
+        corrected, deleted, invalidated, late = ids[1], ids[3], ids[5], ids[7]
+        conn.execute("insert into prices_daily select * from held_back")
+        conn.execute("update prices_daily set close = close * 1.01"
+                     " where instrument_id = %s and trade_date = '2024-08-01'", (corrected,))
+        conn.execute("delete from prices_daily where instrument_id = %s"
+                     " and trade_date = '2024-09-03'", (deleted,))
+        conn.execute("update prices_daily set volume = -1"
+                     " where instrument_id = %s and trade_date = '2024-10-01'", (invalidated,))
+        late_row = conn.execute(
+            "select trade_date from prices_daily where instrument_id = %s"
+            " and trade_date between '2024-07-01' and '2024-07-31' order by 1 limit 1",
+            (late,)).fetchone()
+        assert late_row is not None
+        conn.execute("delete from prices_daily where instrument_id = %s and trade_date = %s",
+                     (late, late_row[0]))
+    second = empty_db.dbt(*STAGE)
+    assert second.returncode == 0, second.stdout
+    with empty_db.connect() as conn:
+        assert_equals_from_scratch(conn)
+        after = row_versions(conn)
+    for instrument_id in (corrected, deleted, invalidated, late):
+        assert len(after[instrument_id]) == 1, instrument_id  # recomputed whole, once
+        assert not after[instrument_id] & before[instrument_id], instrument_id
+    untouched = [i for i in ids if i not in (corrected, deleted, invalidated, late)]
+    for instrument_id in untouched:
+        # Old rows kept their version; only the appended days are new.
+        assert before[instrument_id] <= after[instrument_id], instrument_id
+        assert len(after[instrument_id] - before[instrument_id]) == 1, instrument_id
+
+    with empty_db.connect() as conn:
+        conn.execute("insert into prices_daily select * from held_back"
+                     " where instrument_id = %s on conflict do nothing", (late,))
+        conn.execute("insert into prices_daily (instrument_id, trade_date, close, volume)"
+                     " values (%s, %s, 10, 100)", (late, late_row[0]))
+    third = empty_db.dbt(*STAGE)
+    assert third.returncode == 0, third.stdout
+    with empty_db.connect() as conn:
+        assert_equals_from_scratch(conn)
+        unchanged = row_versions(conn)
+    assert all(unchanged[i] == after[i] for i in untouched)  # nothing new: nothing rewritten
