@@ -67,9 +67,8 @@ def encode_and_write(conninfo: str, windows: str, returns: str, target: str, run
         for batch in read_windows(reader, windows, returns, run_id, window_days):
             # Same transaction shape as the CLI: one per batch, all models.
             with writer_conn.transaction():
-                writer.lock_models(specs)
                 for spec in specs:
-                    stored += writer.write(batch.window_seqs, encode(batch.features, spec),
+                    stored += writer.write(batch, encode(batch.features, spec),
                                            spec, window_days)
             _progress("encode+write", stored, started)
     return Throughput(stored, time.monotonic() - started)

@@ -8,8 +8,9 @@ import datetime as dt
 import numpy as np
 import psycopg
 
-from conftest import Database
 from prometheus.numeric.demo_data import MarketShape, load_demo
+
+from conftest import Database
 from reference import load_history, valid_mask
 
 SHAPE = MarketShape(active_equities=401,  # the fewest the demo's special cases need

@@ -68,6 +68,43 @@ def check_against_reference(db: Database, model_id: str, dim: int | None, window
     return counts
 
 
+# window_spec as the staged window says it, built in SQL independently of the writer (which
+# renders the JSON text with numpy).
+EXPECTED_WINDOW_SPECS = """
+select
+    stored.entity_id,
+    stored.as_of_date,
+    stored.window_spec,
+    jsonb_build_object(
+        'window_days', windows.window_days, 'entity_type', 'INSTRUMENT',
+        'features', '["close", "volume", "log_return"]'::jsonb,
+        'start_date', windows.start_date, 'end_date', windows.end_date,
+        'last_trade_date', windows.end_date, 'rows_observed', windows.rows_observed,
+        'rows_filled', windows.rows_filled, 'rows_rejected', windows.rows_rejected,
+        'trading_days_after_end', windows.trading_days_after_end,
+        'is_stale', windows.is_stale, 'min_rows', windows.min_rows,
+        'lookback_days', windows.lookback_days, 'encoder', models.encoder,
+        'dim', case when models.encoder = 'flatten' then 3 * windows.window_days
+               else models.dim end,
+        'model_id', stored.model_id, 'run_id', windows.run_id
+    ) as expected
+from analytics.numeric_windows as windows
+inner join numeric_window_embeddings as stored
+    on stored.entity_id = windows.instrument_id and stored.as_of_date = windows.as_of_date
+inner join analytics.numeric_embedding_models as models
+    on models.model_id = stored.model_id
+where windows.run_id = %s and stored.window_spec ->> 'run_id' = %s
+"""
+
+
+def assert_window_specs_match_staging(db: Database, run_id: str, expected_count: int) -> None:
+    with db.connect() as conn:
+        rows = conn.execute(EXPECTED_WINDOW_SPECS, (run_id, run_id)).fetchall()
+    assert len(rows) == expected_count
+    for entity_id, as_of_date, stored, expected in rows:
+        assert stored == expected, (entity_id, as_of_date)
+
+
 def test_original_command_matches_spec(demo_db: Database, original_run) -> None:
     with demo_db.connect() as conn:
         instruments = select_instruments(conn, "US_EQ", 500, 0, [])
@@ -125,6 +162,37 @@ def test_rerun_replaces_and_never_duplicates(demo_db: Database, original_run) ->
             " entity_type, entity_id, as_of_date, model_id having count(*) > 1) d").fetchone()
     assert duplicates == (0,)
     assert summary_of(again)["run_id"] != summary_of(original_run)["run_id"]
+
+
+def test_new_replaced_and_mixed_batches_store_the_staged_window_spec(demo_db: Database) -> None:
+    """New keys go in by a straight COPY, stored ones by an upsert, a batch can hold both:
+    every path writes the window_spec the staged window describes (stale windows, a
+    market-less explicit instrument whose trading_days_after_end is null, filled ones)."""
+    with demo_db.connect() as conn:  # prices for an instrument missing from `instruments`
+        conn.execute("insert into prices_daily (instrument_id, trade_date, close, volume)"
+                     " select 'NO_MARKET_01', trade_date, close, volume from prices_daily"
+                     " where instrument_id = 'US_EQ_0001' on conflict do nothing")
+    args = ["--as-of", "2025-01-30", "--market-id", "US_EQ", "--limit", "500",
+            "--instrument-id", "NO_MARKET_01", "--instrument-id", "EU_EQ_0007",
+            "--model-id", "num-stab-core-v1", "--batch-size", "150"]
+    first = demo_db.backfill(*args)
+    assert first.returncode == 0, first.stderr
+    embedded = int(summary_of(first)["embedded"])
+    assert int(summary_of(first)["stale"]) >= 1 and int(summary_of(first)["filled"]) >= 1
+    assert_window_specs_match_staging(demo_db, summary_of(first)["run_id"], embedded)
+    with demo_db.connect() as conn:
+        assert conn.execute(
+            "select count(*) from numeric_window_embeddings where as_of_date = '2025-01-30'"
+            " and model_id = 'num-stab-core-v1' and window_spec -> 'trading_days_after_end'"
+            " = 'null'::jsonb").fetchone() == (1,)  # NO_MARKET_01 has no market calendar
+        # Every other window is forgotten: each batch of the next run is half new, half stored.
+        conn.execute("delete from numeric_window_embeddings where as_of_date = '2025-01-30'"
+                     " and model_id = 'num-stab-core-v1' and embedding_id % 2 = 0")
+    for _ in range(2):  # mixed batches, then a plain re-run of stored keys
+        again = demo_db.backfill(*args)
+        assert again.returncode == 0, again.stderr
+        assert int(summary_of(again)["vectors"]) == embedded
+        assert_window_specs_match_staging(demo_db, summary_of(again)["run_id"], embedded)
 
 
 def test_flatten_model_is_the_default(demo_db: Database) -> None:

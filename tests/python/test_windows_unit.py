@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from prometheus.numeric.errors import PipelineError
 from prometheus.numeric.windows import BOUNDS_ROW, HISTORY_ROW, gather_windows, instrument_groups
 
 
@@ -13,10 +15,11 @@ def test_instrument_groups_keep_batches_near_the_limit() -> None:
     assert instrument_groups([], 100) == []
 
 
-def test_gather_fills_the_front_and_zeroes_filled_log_returns() -> None:
+def two_instruments() -> tuple[np.ndarray, np.ndarray]:
     history = np.zeros(5, dtype=HISTORY_ROW)
     history["selection_rank"] = [1, 1, 1, 2, 2]
     history["valid_row_number"] = [7, 8, 9, 1, 2]
+    history["trade_date"] = [100, 101, 104, 100, 103]
     history["close"] = [10.0, 11.0, 12.0, 20.0, 21.0]
     history["volume"] = [1.0, 2.0, 3.0, 4.0, 5.0]
     history["log_return"] = [0.1, 0.2, 0.3, 0.0, 0.5]
@@ -25,9 +28,26 @@ def test_gather_fills_the_front_and_zeroes_filled_log_returns() -> None:
     bounds["selection_rank"] = [1, 2]
     bounds["first_row_number"] = [7, 1]
     bounds["rows_filled"] = [0, 1]
+    bounds["start_date"] = [100, 100]
+    bounds["end_date"] = [104, 103]
+    return bounds, history
+
+
+def test_gather_fills_the_front_and_zeroes_filled_log_returns() -> None:
+    bounds, history = two_instruments()
     batch = gather_windows(bounds, history, 3)
     assert batch.window_seqs.tolist() == [1, 2]
     assert batch.features[0].tolist() == [[10, 1, 0.1], [11, 2, 0.2], [12, 3, 0.3]]
     # Filled row: the oldest observed close and volume, log_return 0; the first observed
     # row keeps its own log_return.
     assert batch.features[1].tolist() == [[20, 4, 0], [20, 4, 0.0], [21, 5, 0.5]]
+
+
+@pytest.mark.parametrize("field", ["start_date", "end_date"])
+def test_gather_refuses_rows_that_moved_since_staging(field: str) -> None:
+    """Another run recomputed the instrument (a corrected past): same row numbers, other
+    dates. Encoding them would mix two versions of the history."""
+    bounds, history = two_instruments()
+    bounds[field][0] += 1
+    with pytest.raises(PipelineError, match="changed while it was encoded"):
+        gather_windows(bounds, history, 3)

@@ -251,9 +251,8 @@ class Backfill:
             for batch in batches:
                 # One transaction per batch, all models: it commits whole or not at all.
                 with writer_conn.transaction():
-                    writer.lock_models(self.specs)
                     for spec in self.specs:
-                        stored += writer.write(batch.window_seqs, encode(batch.features, spec),
+                        stored += writer.write(batch, encode(batch.features, spec),
                                                spec, window_days)
                 encoded += len(batch)
                 progress.update(encoded * len(self.specs))

@@ -1,8 +1,11 @@
 """Writes encoded vectors into numeric_window_embeddings, a batch at a time.
 
-A batch goes in with one binary COPY into a temporary table (fixed-size rows built by numpy)
-and one upsert on the unique key, in the caller's transaction: it commits whole or not at all.
-window_spec is built in SQL from the staged window, so Python moves only keys and bytes.
+A batch's rows are built whole by numpy (keys, window_spec text, vector bytes) as one COPY
+BINARY stream. Keys not stored yet, the bulk of any backfill, go straight into the table
+with that COPY: the fastest way in, and no lock, so shards write in parallel. Keys already
+stored (a re-run) go through a temporary table and one upsert on the unique key, under a
+per-model lock that orders concurrent re-runs. Everything runs in the caller's transaction:
+a batch commits whole or not at all.
 """
 
 from __future__ import annotations
@@ -12,58 +15,60 @@ import json
 import numpy as np
 import psycopg
 from numpy.typing import NDArray
-from psycopg import sql
+from psycopg import errors, sql
 
 from prometheus.numeric.errors import PipelineError
 from prometheus.numeric.registry import FEATURES, ModelSpec
-from prometheus.numeric.windows import PGCOPY_SIGNATURE, PGCOPY_TRAILER
+from prometheus.numeric.windows import (
+    NO_TRADING_DAYS,
+    PG_EPOCH,
+    PGCOPY_SIGNATURE,
+    PGCOPY_TRAILER,
+    WindowBatch,
+    _fields,
+    read_copy_rows,
+)
 
 PGCOPY_HEADER = PGCOPY_SIGNATURE + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 LOCK_NAMESPACE = 0x4E574500  # "NWE\0": advisory locks of this project
+ENTITY_TYPE = b"INSTRUMENT"
+JSONB_VERSION = 1  # COPY BINARY jsonb: a version byte, then the JSON text
+COPY_COLUMNS = "entity_type, entity_id, window_spec, as_of_date, model_id, vector"
+# embedding_id, vector_ref and created_at take their defaults (identity, NULL, now()).
 
 CREATE_STAGING = """
-create temporary table if not exists encoded_vectors (
-    window_seq bigint not null,
+create temporary table if not exists encoded_embeddings (
+    entity_type varchar(32) not null,
+    entity_id varchar(64) not null,
+    window_spec jsonb not null,
+    as_of_date date not null,
+    model_id varchar(64) not null,
     vector bytea not null
 ) on commit delete rows
 """
+
+STORED_KEYS = """
+copy (
+    select windows.window_seq
+    from {windows} as windows
+    inner join {embeddings} as stored
+        on stored.entity_type = 'INSTRUMENT'
+        and stored.entity_id = windows.instrument_id
+        and stored.as_of_date = windows.as_of_date
+        and stored.model_id = {model_id}
+    where windows.run_id = {run_id}
+        and windows.window_seq between {first_seq} and {last_seq}
+) to stdout (format binary)
+"""
+STORED_KEY_ROW = _fields(("window_seq", ">i8"))
 
 UPSERT = """
 insert into {embeddings} as stored (
     entity_type, entity_id, window_spec, as_of_date, model_id, vector, vector_ref, created_at
 )
-select
-    'INSTRUMENT',
-    windows.instrument_id,
-    jsonb_build_object(
-        'window_days', windows.window_days,
-        'entity_type', 'INSTRUMENT',
-        'features', {features}::jsonb,
-        'start_date', windows.start_date,
-        'end_date', windows.end_date,
-        'last_trade_date', windows.end_date,
-        'rows_observed', windows.rows_observed,
-        'rows_filled', windows.rows_filled,
-        'rows_rejected', windows.rows_rejected,
-        'trading_days_after_end', windows.trading_days_after_end,
-        'is_stale', windows.is_stale,
-        'min_rows', windows.min_rows,
-        'lookback_days', windows.lookback_days,
-        'encoder', {encoder}::text,
-        'dim', {dim}::integer,
-        'model_id', {model_id}::text,
-        'run_id', windows.run_id
-    ),
-    windows.as_of_date,
-    {model_id},
-    encoded.vector,
-    null,
-    now()
-from encoded_vectors as encoded
-inner join {windows} as windows
-    on windows.run_id = {run_id}
-    and windows.window_seq = encoded.window_seq
-order by windows.window_seq
+select entity_type, entity_id, window_spec, as_of_date, model_id, vector, null, now()
+from encoded_embeddings
+order by entity_id, as_of_date
 on conflict (entity_type, entity_id, as_of_date, model_id) {on_conflict}
 """
 
@@ -74,24 +79,117 @@ REPLACE = """do update set
     created_at = excluded.created_at"""
 
 
-def copy_payload(window_seqs: NDArray[np.int64], vectors: NDArray[np.float32]) -> bytes:
-    """A complete COPY BINARY stream of (window_seq bigint, vector bytea) rows."""
-    count, dim = vectors.shape
-    vector_bytes = dim * 4
-    rows = np.empty(count, dtype=np.dtype([
-        ("field_count", ">i2"), ("seq_length", ">i4"), ("window_seq", ">i8"),
-        ("vector_length", ">i4"), ("vector", f"V{vector_bytes}"),
-    ]))
-    rows["field_count"] = 2
-    rows["seq_length"] = 8
-    rows["window_seq"] = window_seqs
-    rows["vector_length"] = vector_bytes
-    rows["vector"] = np.ascontiguousarray(vectors, dtype="<f4").view(f"V{vector_bytes}")[:, 0]
-    return PGCOPY_HEADER + rows.tobytes() + PGCOPY_TRAILER
+def _ascii(values: NDArray[np.generic], width: int) -> NDArray[np.uint8]:
+    """(n, width) bytes of fixed-width ASCII values."""
+    return np.ascontiguousarray(values.astype(f"S{width}")).view(np.uint8).reshape(-1, width)
+
+
+def _formatted(values: NDArray[np.generic], format_unique) -> NDArray[np.uint8]:
+    """Format each distinct value once (a batch has few), then gather: (n, width) bytes."""
+    unique, inverse = np.unique(values, return_inverse=True)
+    return format_unique(unique)[inverse.reshape(-1)]
+
+
+def json_ints(values: NDArray[np.integer], width: int = 11) -> NDArray[np.uint8]:
+    """Integers as JSON numbers right-aligned in spaces (JSON allows the whitespace, jsonb
+    drops it), so every row's window_spec text has the same length; the NO_TRADING_DAYS
+    sentinel becomes null."""
+    def render(unique: NDArray[np.int64]) -> NDArray[np.uint8]:
+        text = np.where(unique == NO_TRADING_DAYS, b"null", unique.astype(f"S{width}"))
+        return _ascii(np.char.rjust(text.astype(f"S{width}"), width), width)
+    return _formatted(values.astype(np.int64), render)
+
+
+def json_dates(days: NDArray[np.integer]) -> NDArray[np.uint8]:
+    """COPY BINARY dates (days since 2000-01-01) as quoted ISO dates: (n, 12) bytes."""
+    def render(unique: NDArray[np.int64]) -> NDArray[np.uint8]:
+        text = np.datetime_as_string(PG_EPOCH + unique.astype("timedelta64[D]"))
+        return _ascii(np.char.add(np.char.add('"', text), '"'), 12)
+    return _formatted(days.astype(np.int64), render)
+
+
+def json_bools(values: NDArray[np.integer]) -> NDArray[np.uint8]:
+    return _ascii(np.where(values.astype(bool), b" true", b"false"), 5)
+
+
+def window_specs(batch: WindowBatch, spec: ModelSpec, window_days: int,
+                 run_id: str) -> NDArray[np.uint8]:
+    """The window_spec JSON text of every window of the batch: (n, length) bytes.
+
+    The keys and values are the README's "Stored vectors" list; constants are rendered by
+    json.dumps once, per-window values are fixed-width columns."""
+    bounds = batch.bounds
+    n = len(batch)
+    constants = {
+        "window_days": window_days, "entity_type": "INSTRUMENT", "features": FEATURES,
+        "encoder": spec.encoder, "dim": spec.vector_dim(window_days),
+        "model_id": spec.model_id, "run_id": run_id,
+    }
+    parts: list[NDArray[np.uint8]] = []
+
+    def text(fragment: str) -> None:
+        parts.append(np.broadcast_to(np.frombuffer(fragment.encode(), np.uint8),
+                                     (n, len(fragment.encode()))))
+
+    text(json.dumps(constants)[:-1])
+    for key, column in (
+            ("start_date", json_dates(bounds["start_date"])),
+            ("end_date", json_dates(bounds["end_date"])),
+            ("last_trade_date", json_dates(bounds["end_date"])),
+            ("rows_observed", json_ints(bounds["rows_observed"])),
+            ("rows_filled", json_ints(bounds["rows_filled"])),
+            ("rows_rejected", json_ints(bounds["rows_rejected"])),
+            ("trading_days_after_end", json_ints(bounds["trading_days_after_end"])),
+            ("is_stale", json_bools(bounds["is_stale"])),
+            ("min_rows", json_ints(bounds["min_rows"])),
+            ("lookback_days", json_ints(bounds["lookback_days"]))):
+        text(f', "{key}": ')
+        parts.append(column)
+    text("}")
+    return np.hstack(parts)
+
+
+def _be(values: NDArray[np.generic] | int, dtype: str, n: int) -> NDArray[np.uint8]:
+    """A big-endian integer column (or constant) as (n, size) bytes."""
+    column = np.broadcast_to(np.asarray(values, dtype=dtype), (n,))
+    return np.ascontiguousarray(column).view(np.uint8).reshape(n, -1)
+
+
+def copy_rows(batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
+              window_days: int, run_id: str) -> bytes:
+    """The COPY BINARY rows (no header) of (COPY_COLUMNS) for the whole batch.
+
+    numpy builds fixed-width rows, so rows are grouped by the byte length of their
+    instrument_id (a batch usually has one) and each group is built in one go."""
+    specs_text = window_specs(batch, spec, window_days, run_id)
+    vector_bytes = np.ascontiguousarray(vectors, dtype="<f4").view(np.uint8)
+    vector_bytes = vector_bytes.reshape(len(batch), -1)
+    model = spec.model_id.encode()
+    ranks = batch.bounds["selection_rank"]
+    unique_ranks, rank_index = np.unique(ranks, return_inverse=True)
+    entity_ids = [batch.instrument_ids[int(rank)].encode() for rank in unique_ranks]
+    lengths = np.array([len(entity_id) for entity_id in entity_ids])[rank_index]
+    chunks: list[bytes] = []
+    for length in np.unique(lengths).tolist():
+        rows = np.flatnonzero(lengths == length)
+        count = rows.size
+        ids = np.array(entity_ids, dtype=f"S{length}")  # only this group's are read
+        columns = [
+            _be(6, ">i2", count),
+            _be(len(ENTITY_TYPE), ">i4", count), _ascii(np.full(count, ENTITY_TYPE), 10),
+            _be(length, ">i4", count), _ascii(ids[rank_index[rows]], length),
+            _be(specs_text.shape[1] + 1, ">i4", count), _be(JSONB_VERSION, "u1", count),
+            specs_text[rows],
+            _be(4, ">i4", count), _be(batch.bounds["as_of_date"][rows], ">i4", count),
+            _be(len(model), ">i4", count), _ascii(np.full(count, model), len(model)),
+            _be(vector_bytes.shape[1], ">i4", count), vector_bytes[rows],
+        ]
+        chunks.append(np.hstack(columns).tobytes())
+    return b"".join(chunks)
 
 
 class EmbeddingWriter:
-    """Upserts one run's vectors; every call runs inside the caller's transaction."""
+    """Stores one run's vectors; every call runs inside the caller's transaction."""
 
     def __init__(self, conn: psycopg.Connection, embeddings_relation: str,
                  windows_relation: str, run_id: str, replace: bool = True) -> None:
@@ -103,34 +201,76 @@ class EmbeddingWriter:
         self._run_id = run_id
         conn.execute(CREATE_STAGING)
 
-    def lock_models(self, specs: list[ModelSpec]) -> None:
-        """Serialize writers of the same models (sorted: no deadlock between two runs)."""
-        for model_id in sorted(spec.model_id for spec in specs):
-            self._conn.execute("select pg_advisory_xact_lock(%s, hashtext(%s))",
-                               (LOCK_NAMESPACE, model_id))
+    def write(self, batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
+              window_days: int) -> int:
+        """Store the batch's vectors for one model; returns how many rows were written."""
+        stored = np.isin(batch.window_seqs, self._stored_keys(batch, spec))
+        if not stored.any():
+            try:
+                with self._conn.transaction():  # a savepoint: a lost race falls back below
+                    written = self._copy_new(batch, vectors, spec, window_days)
+            except (errors.UniqueViolation, errors.DeadlockDetected):
+                # Another run stored some of these keys since we looked: upsert them all.
+                written = self._upsert(batch, vectors, spec, window_days)
+                self._check(written, len(batch), spec, at_most=not self._replace)
+                return written
+        else:
+            new = ~stored
+            written = self._copy_new(_subset(batch, new), vectors[new], spec, window_days) \
+                if new.any() else 0
+            if self._replace:
+                written += self._upsert(_subset(batch, stored), vectors[stored], spec,
+                                        window_days)
+        self._check(written, len(batch) if self._replace else int((~stored).sum()), spec)
+        return written
 
-    def write(self, window_seqs: NDArray[np.int64], vectors: NDArray[np.float32],
-              spec: ModelSpec, window_days: int) -> int:
+    @staticmethod
+    def _check(written: int, expected: int, spec: ModelSpec, at_most: bool = False) -> None:
+        if written > expected or (written < expected and not at_most):
+            raise PipelineError(f"model {spec.model_id}: stored {written} of {expected} "
+                                "vectors of a batch; the batch was rolled back")
+
+    def _copy_new(self, batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
+                  window_days: int) -> int:
+        rows = copy_rows(batch, vectors, spec, window_days, self._run_id)
+        return self._copy_into(self._embeddings, rows)
+
+    def _stored_keys(self, batch: WindowBatch, spec: ModelSpec) -> NDArray[np.int64]:
+        seqs = batch.window_seqs
+        rows = read_copy_rows(self._conn, sql.SQL(STORED_KEYS).format(
+            windows=self._windows, embeddings=self._embeddings,
+            model_id=sql.Literal(spec.model_id), run_id=sql.Literal(self._run_id),
+            first_seq=sql.Literal(int(seqs.min())), last_seq=sql.Literal(int(seqs.max()))),
+            STORED_KEY_ROW)
+        return rows["window_seq"].astype(np.int64)
+
+    def _copy_into(self, relation: sql.Composable, rows: bytes) -> int:
         with self._conn.cursor() as cur:
-            with cur.copy("copy encoded_vectors (window_seq, vector) from stdin (format binary)"
-                          ) as copy:
-                copy.write(copy_payload(window_seqs, vectors))
+            with cur.copy(sql.SQL("copy {} ({}) from stdin (format binary)").format(
+                    relation, sql.SQL(COPY_COLUMNS))) as copy:
+                copy.write(PGCOPY_HEADER)
+                copy.write(rows)
+                copy.write(PGCOPY_TRAILER)
+            return cur.rowcount
+
+    def _upsert(self, batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
+                window_days: int) -> int:
+        """Re-runs: replace stored keys, one writer per model at a time (no deadlocks)."""
+        self._conn.execute("select pg_advisory_xact_lock(%s, hashtext(%s))",
+                           (LOCK_NAMESPACE, spec.model_id))
+        self._copy_into(sql.Identifier("encoded_embeddings"),
+                        copy_rows(batch, vectors, spec, window_days, self._run_id))
+        with self._conn.cursor() as cur:
             cur.execute(sql.SQL(UPSERT).format(
                 embeddings=self._embeddings,
-                windows=self._windows,
-                features=sql.Literal(json.dumps(FEATURES)),
-                encoder=sql.Literal(spec.encoder),
-                dim=sql.Literal(spec.vector_dim(window_days)),
-                model_id=sql.Literal(spec.model_id),
-                run_id=sql.Literal(self._run_id),
-                on_conflict=sql.SQL(REPLACE if self._replace else "do nothing"),
-            ))
+                on_conflict=sql.SQL(REPLACE if self._replace else "do nothing")))
             written = cur.rowcount
-            cur.execute("truncate encoded_vectors")
-        if written != len(window_seqs) and (self._replace or written > len(window_seqs)):
-            raise PipelineError(f"model {spec.model_id}: stored {written} of {len(window_seqs)} "
-                                "vectors of a batch; the batch was rolled back")
+            cur.execute("truncate encoded_embeddings")
         return written
+
+
+def _subset(batch: WindowBatch, mask: NDArray[np.bool_]) -> WindowBatch:
+    return WindowBatch(batch.bounds[mask], batch.features[mask], batch.instrument_ids)
 
 
 def _advisory(function: str, shared: bool) -> str:

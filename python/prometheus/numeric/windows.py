@@ -34,10 +34,18 @@ def _fields(*columns: tuple[str, str]) -> np.dtype:
     return np.dtype(layout)
 
 
+# Dates travel as COPY BINARY dates: days since 2000-01-01 (PG_EPOCH).
 BOUNDS_ROW = _fields(("window_seq", ">i8"), ("selection_rank", ">i4"),
-                     ("first_row_number", ">i8"), ("rows_filled", ">i4"))
+                     ("first_row_number", ">i8"), ("rows_filled", ">i4"),
+                     ("as_of_date", ">i4"), ("start_date", ">i4"), ("end_date", ">i4"),
+                     ("rows_observed", ">i4"), ("min_rows", ">i4"), ("lookback_days", ">i4"),
+                     ("rows_rejected", ">i4"), ("trading_days_after_end", ">i4"),
+                     ("is_stale", "u1"))
 HISTORY_ROW = _fields(("selection_rank", ">i4"), ("valid_row_number", ">i8"),
-                      ("close", ">f8"), ("volume", ">f8"), ("log_return", ">f8"))
+                      ("trade_date", ">i4"), ("close", ">f8"), ("volume", ">f8"),
+                      ("log_return", ">f8"))
+PG_EPOCH = np.datetime64("2000-01-01", "D")
+NO_TRADING_DAYS = np.iinfo(np.int32).min  # trading_days_after_end unknown (no market)
 
 # With --skip-existing, a window is read only while some requested model lacks its vector.
 NOT_STORED = """
@@ -51,6 +59,12 @@ and (
 ) < {model_count}
 """
 
+INSTRUMENTS = """
+select distinct selection_rank, instrument_id
+from {windows} as windows
+where run_id = {run_id} and selection_rank between {first_rank} and {last_rank}
+"""
+
 GROUP_SIZES = """
 select selection_rank, count(*)
 from {windows} as windows
@@ -61,7 +75,10 @@ order by selection_rank
 
 BOUNDS = """
 copy (
-    select window_seq, selection_rank, first_row_number, rows_filled
+    select
+        window_seq, selection_rank, first_row_number, rows_filled,
+        as_of_date, start_date, end_date, rows_observed, min_rows, lookback_days,
+        rows_rejected, coalesce(trading_days_after_end, {no_trading_days}), is_stale
     from {windows} as windows
     where run_id = {run_id} and window_status = 'ok' {not_stored}
         and selection_rank between {first_rank} and {last_rank}
@@ -85,6 +102,7 @@ copy (
     select
         needed.selection_rank,
         returns.valid_row_number,
+        returns.trade_date,
         returns.close,
         returns.volume,
         returns.log_return
@@ -100,11 +118,16 @@ copy (
 
 @dataclass(frozen=True)
 class WindowBatch:
-    window_seqs: NDArray[np.int64]
+    bounds: np.ndarray  # BOUNDS_ROW per window: keys and what window_spec says of it
     features: NDArray[np.float64]  # (n, window_days, 3): close, volume, log_return
+    instrument_ids: dict[int, str]  # selection_rank -> instrument_id
+
+    @property
+    def window_seqs(self) -> NDArray[np.int64]:
+        return self.bounds["window_seq"].astype(np.int64)
 
     def __len__(self) -> int:
-        return int(self.window_seqs.shape[0])
+        return int(self.bounds.shape[0])
 
 
 def read_copy_rows(conn: psycopg.Connection, statement: sql.Composable,
@@ -146,7 +169,8 @@ def instrument_groups(sizes: list[tuple[int, int]], batch_windows: int
     return groups
 
 
-def gather_windows(bounds: np.ndarray, history: np.ndarray, window_days: int) -> WindowBatch:
+def gather_windows(bounds: np.ndarray, history: np.ndarray, window_days: int,
+                   instrument_ids: dict[int, str] | None = None) -> WindowBatch:
     """The (n, window_days, 3) values of each window, filled at the front per SPEC."""
     history_keys = (history["selection_rank"].astype(np.int64) << RANK_SHIFT) | \
         history["valid_row_number"].astype(np.int64)
@@ -158,15 +182,19 @@ def gather_windows(bounds: np.ndarray, history: np.ndarray, window_days: int) ->
     index = start[:, None] + offsets
     # Each window's rows must be present and consecutive: its last key is first + observed - 1.
     last_index = index[:, -1]
+    # And still on the dates staged: another run may have recomputed the instrument's rows
+    # (a corrected past) since this run staged its windows.
     if (last_index >= history_keys.size).any() or not np.array_equal(
-            history_keys[last_index], first_keys + (window_days - filled - 1)):
+            history_keys[last_index], first_keys + (window_days - filled - 1)) \
+            or not np.array_equal(history["trade_date"][last_index], bounds["end_date"]) \
+            or not np.array_equal(history["trade_date"][start], bounds["start_date"]):
         raise PipelineError("the valid rows of a window changed while it was encoded; re-run")
     features = np.empty((len(bounds), window_days, 3), dtype=np.float64)
     features[:, :, 0] = history["close"][index]
     features[:, :, 1] = history["volume"][index]
     features[:, :, 2] = history["log_return"][index]
     features[:, :, 2][np.arange(window_days)[None, :] < filled[:, None]] = 0.0  # filled rows
-    return WindowBatch(bounds["window_seq"].astype(np.int64), features)
+    return WindowBatch(bounds, features, instrument_ids or {})
 
 
 def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relation: str,
@@ -184,7 +212,8 @@ def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relati
             embeddings=sql.SQL(embeddings_relation), models=sql.Literal(skip_models),
             model_count=sql.Literal(len(skip_models)))
     params = {"windows": sql.SQL(windows_relation), "returns": sql.SQL(returns_relation),
-              "run_id": sql.Literal(run_id), "not_stored": not_stored}
+              "run_id": sql.Literal(run_id), "not_stored": not_stored,
+              "no_trading_days": sql.Literal(int(NO_TRADING_DAYS))}
     with conn.transaction():
         conn.execute("set transaction isolation level repeatable read, read only")
         sizes = conn.execute(sql.SQL(GROUP_SIZES).format(**params)).fetchall()
@@ -193,5 +222,8 @@ def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relati
                      "last_rank": sql.Literal(last_rank)}
             bounds = read_copy_rows(conn, sql.SQL(BOUNDS).format(**group), BOUNDS_ROW)
             history = read_copy_rows(conn, sql.SQL(HISTORY).format(**group), HISTORY_ROW)
+            instrument_ids = {int(rank): str(instrument_id) for rank, instrument_id in
+                              conn.execute(sql.SQL(INSTRUMENTS).format(**group))}
             for start in range(0, len(bounds), batch_windows):
-                yield gather_windows(bounds[start:start + batch_windows], history, window_days)
+                yield gather_windows(bounds[start:start + batch_windows], history, window_days,
+                                     instrument_ids)
