@@ -13,6 +13,9 @@
 {%- set params = numeric_window_params() -%}
 {%- set model_ids = var('model_ids', []) -%}
 {%- set model_ids = [model_ids] if model_ids is string else model_ids -%}
+{%- set skip_existing_model_ids = var('skip_existing_model_ids', []) -%}
+{%- set skip_existing_model_ids = [skip_existing_model_ids] if skip_existing_model_ids is string
+    else skip_existing_model_ids -%}
 
 -- SPEC "One window", one row per run, instrument and as-of date: the window is the last
 -- window_days valid rows in [as_of_date - lookback_days, as_of_date], given here by its first
@@ -22,6 +25,9 @@
 -- instrument, and a running max of valid_row_number at each marker gives the bounds, so a
 -- range of dates costs one sort, not a join per window. Rows are keyed by run_id, so
 -- concurrent runs never see (or encode) each other's windows.
+-- With the var skip_existing_model_ids (the CLI's --skip-existing), a window every one of
+-- those models already has a vector for is not bounded at all: it is listed with status
+-- 'already_stored', so re-running a finished backfill costs a key lookup per window.
 
 with
 
@@ -56,6 +62,12 @@ instruments as (
 
 ),
 
+embeddings as (
+
+    select * from {{ ref('stg_embeddings__numeric_window_embeddings') }}
+
+),
+
 window_requests as (
 
     select
@@ -74,13 +86,64 @@ window_requests as (
 
 ),
 
+stored_windows as (
+
+{% if skip_existing_model_ids %}
+
+    select
+        embeddings.entity_id as instrument_id,
+        embeddings.as_of_date
+
+    from embeddings
+    inner join as_of_dates
+        on as_of_dates.as_of_date = embeddings.as_of_date
+    where embeddings.entity_type = 'INSTRUMENT'
+        and embeddings.model_id in ({{ sql_text_list(skip_existing_model_ids) }})
+    group by embeddings.entity_id, embeddings.as_of_date
+    having count(distinct embeddings.model_id) = {{ skip_existing_model_ids | length }}
+
+{% else %}
+
+    select
+        null::text as instrument_id,
+        null::date as as_of_date
+
+    where false
+
+{% endif %}
+
+),
+
+requests_to_stage as (
+
+    select window_requests.*
+
+    from window_requests
+    left join stored_windows
+        on stored_windows.instrument_id = window_requests.instrument_id
+        and stored_windows.as_of_date = window_requests.as_of_date
+    where stored_windows.instrument_id is null
+
+),
+
+stored_requests as (
+
+    select window_requests.*
+
+    from window_requests
+    inner join stored_windows
+        on stored_windows.instrument_id = window_requests.instrument_id
+        and stored_windows.as_of_date = window_requests.as_of_date
+
+),
+
 request_span as (
 
     select
         min(lookback_start_date) as first_date,
         max(as_of_date) as last_date
 
-    from window_requests
+    from requests_to_stage
 
 ),
 
@@ -175,7 +238,7 @@ events as (
         null::bigint as valid_row_number,
         0 as rejected_rows,
         as_of_date
-    from window_requests
+    from requests_to_stage
 
     union all
 
@@ -186,7 +249,7 @@ events as (
         null::bigint as valid_row_number,
         0 as rejected_rows,
         as_of_date
-    from window_requests
+    from requests_to_stage
 
 ),
 
@@ -227,18 +290,18 @@ window_bounds as (
 windows_counted as (
 
     select
-        window_requests.*,
+        requests_to_stage.*,
         window_bounds.last_row_number,
         window_bounds.rows_rejected,
         least(
-            window_requests.window_days,
+            requests_to_stage.window_days,
             window_bounds.last_row_number - window_bounds.rows_before_lookback
         ) as rows_observed
 
-    from window_requests
+    from requests_to_stage
     inner join window_bounds
-        on window_bounds.instrument_id = window_requests.instrument_id
-        and window_bounds.as_of_date = window_requests.as_of_date
+        on window_bounds.instrument_id = requests_to_stage.instrument_id
+        and window_bounds.as_of_date = requests_to_stage.as_of_date
 
 ),
 
@@ -323,6 +386,68 @@ windows_measured as (
 
 ),
 
+staged_windows as (
+
+    select
+        run_id,
+        instrument_id,
+        market_id,
+        selection_rank,
+        as_of_date,
+        window_days,
+        lookback_days,
+        min_rows,
+        rows_observed,
+        case when is_ok then window_days - rows_observed end as rows_filled,
+        case when rows_observed > 0 then first_row_number end as first_row_number,
+        case when rows_observed > 0 then last_row_number end as last_row_number,
+        start_date,
+        end_date,
+        rows_rejected,
+        trading_days_after_end,
+        coalesce(trading_days_after_end > 5, false) as is_stale,
+        case when is_ok then 'ok' else 'insufficient_history' end as window_status
+
+    from windows_measured
+
+),
+
+already_stored_windows as (
+
+    select
+        run_id,
+        instrument_id,
+        market_id,
+        selection_rank,
+        as_of_date,
+        window_days,
+        lookback_days,
+        min_rows,
+        null::bigint as rows_observed,
+        null::bigint as rows_filled,
+        null::bigint as first_row_number,
+        null::bigint as last_row_number,
+        null::date as start_date,
+        null::date as end_date,
+        null::bigint as rows_rejected,
+        null::bigint as trading_days_after_end,
+        null::boolean as is_stale,
+        'already_stored' as window_status
+
+    from stored_requests
+
+),
+
+all_windows as (
+
+    select * from staged_windows
+
+    union all
+
+    select * from already_stored_windows
+
+),
+
 final as (
 
     select
@@ -336,19 +461,19 @@ final as (
         lookback_days,
         min_rows,
         rows_observed::integer as rows_observed,
-        case when is_ok then window_days - rows_observed end::integer as rows_filled,
-        case when rows_observed > 0 then first_row_number end::bigint as first_row_number,
-        case when rows_observed > 0 then last_row_number end::bigint as last_row_number,
+        rows_filled::integer as rows_filled,
+        first_row_number::bigint as first_row_number,
+        last_row_number::bigint as last_row_number,
         start_date,
         end_date,
         rows_rejected::integer as rows_rejected,
         trading_days_after_end::integer as trading_days_after_end,
-        coalesce(trading_days_after_end > 5, false) as is_stale,
-        case when is_ok then 'ok' else 'insufficient_history' end as window_status,
+        is_stale,
+        window_status,
         array[{{ sql_text_list(model_ids) }}]::text[] as model_ids,
         now() as staged_at
 
-    from windows_measured
+    from all_windows
 
 )
 

@@ -1,6 +1,7 @@
 {#
-  Fails every staged window with status 'ok' that lacks a stored vector for one of the
-  model_ids its run encoded ("every window stored").
+  Fails every staged window with status 'ok' (or 'already_stored', which a --skip-existing
+  run did not encode because it found every vector) that lacks a stored vector for one of
+  the model_ids of its run ("every window stored").
 #}
 {% test every_window_embedded(model, embeddings, status_column='window_status', run_id_expression=none) %}
 {% do require_test_argument('every_window_embedded', 'embeddings', embeddings) %}
@@ -15,7 +16,7 @@ expected as (
         unnest(model_ids) as model_id
 
     from {{ model }}
-    where {{ status_column }} = 'ok'
+    where {{ status_column }} in ('ok', 'already_stored')
         and {{ run_scope_filter(run_id_expression) }}
 
 ),

@@ -154,3 +154,12 @@ def test_skip_existing_encodes_only_what_is_missing(demo_db: Database) -> None:
     day = dt.date(2024, 12, 20)
     assert sorted(redone) == [("US_EQ_0471", day, "num-scenario-core-v1"),
                               ("US_EQ_0475", day, "num-scenario-core-v1")]
+    # Everything is stored now: a third run bounds no window at all, it only lists them.
+    third = demo_db.backfill(*args, "--skip-existing")
+    assert third.returncode == 0, third.stderr
+    assert " embedded=0 " in f" {third.stdout}" and " vectors=0 already_stored=20 " in third.stdout
+    with demo_db.connect() as conn:
+        statuses = conn.execute(
+            "select window_status, count(*), count(start_date) from analytics.numeric_windows"
+            " where run_id = %s group by 1", (run_id_of(third.stdout),)).fetchall()
+    assert statuses == [("already_stored", 20, 0)]

@@ -82,6 +82,8 @@ class BackfillRequest:
             "shard_index": self.shard[0],
             "shard_count": self.shard[1],
         }
+        if self.skip_existing:  # staging lists the windows already stored, unbounded
+            values["skip_existing_model_ids"] = self.model_ids
         optional = {
             "as_of": self.as_of, "start_date": self.start_date, "end_date": self.end_date,
             "market_id": self.market_id, "limit": self.limit, "min_days": self.min_days,
@@ -129,10 +131,11 @@ select
     count(distinct instrument_id),
     count(distinct as_of_date),
     count(*) filter (where window_status = 'ok'),
-    count(*) filter (where window_status <> 'ok'),
+    count(*) filter (where window_status = 'insufficient_history'),
     count(*) filter (where window_status = 'insufficient_history'),
     count(*) filter (where rows_filled > 0),
-    count(*) filter (where is_stale)
+    count(*) filter (where is_stale),
+    count(*) filter (where window_status = 'already_stored')
 from {windows}
 where run_id = {run_id}
 """
@@ -180,11 +183,12 @@ class Backfill:
             windows = dbt.relation_name(WINDOWS_NODE)
             with psycopg.connect(autocommit=True) as conn:
                 self._count(conn, windows, dbt.relation_name(REJECTED_NODE), summary)
-            if summary.embedded + summary.skipped == 0:
+            if summary.embedded + summary.skipped + summary.already_stored == 0:
                 raise PipelineError(self._nothing_selected())
-            summary.vectors, summary.already_stored = self._encode_and_store(
+            summary.vectors, not_encoded = self._encode_and_store(
                 windows, dbt.relation_name(RETURNS_NODE), dbt.relation_name(EMBEDDINGS_SOURCE),
                 run_id, summary.embedded)
+            summary.already_stored += not_encoded
             if self.request.run_tests:
                 log.info("run %s: testing the stored vectors with dbt", run_id)
                 dbt.invoke(["test", "--select", *TESTED_NODES], {"run_id": run_id})
@@ -229,7 +233,8 @@ class Backfill:
         row = conn.execute(sql.SQL(RUN_COUNTS).format(**params)).fetchone()
         assert row is not None
         (summary.instruments, summary.as_of_dates, summary.embedded, summary.skipped,
-         summary.insufficient_history, summary.filled, summary.stale) = (int(v) for v in row)
+         summary.insufficient_history, summary.filled, summary.stale,
+         summary.already_stored) = (int(v) for v in row)
         rejected_row = conn.execute(sql.SQL(RUN_REJECTED_ROWS).format(**params)).fetchone()
         summary.rejected_rows = int(rejected_row[0]) if rejected_row else 0
 
