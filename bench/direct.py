@@ -16,10 +16,8 @@ from numpy.typing import NDArray
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from prometheus.numeric.encoders import encode
+from prometheus.numeric.backfill import encode_and_store
 from prometheus.numeric.registry import ModelSpec
-from prometheus.numeric.store import EmbeddingWriter
-from prometheus.numeric.windows import read_windows
 
 BENCH_SCHEMA = "bench"
 PG_EPOCH = dt.date(2000, 1, 1)
@@ -58,19 +56,11 @@ def _progress(label: str, done: int, started: float) -> None:
 
 def encode_and_write(conninfo: str, windows: str, returns: str, target: str, run_id: str,
                      specs: list[ModelSpec], window_days: int) -> Throughput:
-    """The CLI's encode+write loop on already staged windows: read, encode, upsert per batch."""
-    stored = 0
+    """The CLI's own encode+write step on already staged windows."""
     started = time.monotonic()
-    with psycopg.connect(conninfo, autocommit=True) as reader, \
-            psycopg.connect(conninfo, autocommit=True) as writer_conn:
-        writer = EmbeddingWriter(writer_conn, target, windows, run_id)
-        for batch in read_windows(reader, windows, returns, run_id, window_days):
-            # Same transaction shape as the CLI: one per batch, all models.
-            with writer_conn.transaction():
-                for spec in specs:
-                    stored += writer.write(batch, encode(batch.features, spec),
-                                           spec, window_days)
-            _progress("encode+write", stored, started)
+    stored = encode_and_store(
+        windows, returns, target, run_id, specs, window_days, conninfo=conninfo,
+        on_batch=lambda _, stored: _progress("encode+write", stored, started))
     return Throughput(stored, time.monotonic() - started)
 
 

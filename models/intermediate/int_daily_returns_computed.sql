@@ -47,7 +47,7 @@ valid_prices as (
 
 stored_ends as (
 
-{% if is_incremental() %}
+    {% if is_incremental() %}
 
     -- Each priced instrument's last computed row: one probe of the
     -- (instrument_id, valid_row_number) index per instrument, not a scan of the table.
@@ -58,19 +58,20 @@ stored_ends as (
         last_row.valid_row_number as last_row_number
 
     from (select distinct instrument_id from valid_prices) as priced
-    cross join lateral (
-        select
-            computed.trade_date,
-            computed.close,
-            computed.valid_row_number
+    cross join
+        lateral (
+            select
+                computed.trade_date,
+                computed.close,
+                computed.valid_row_number
 
-        from {{ this }} as computed
-        where computed.instrument_id = priced.instrument_id
-        order by computed.valid_row_number desc
-        limit 1
-    ) as last_row
+            from {{ this }} as computed
+            where computed.instrument_id = priced.instrument_id
+            order by computed.valid_row_number desc
+            limit 1
+        ) as last_row
 
-{% else %}
+    {% else %}
 
     select
         null::text as instrument_id,

@@ -28,6 +28,7 @@
 -- With the var skip_existing_model_ids (the CLI's --skip-existing), a window every one of
 -- those models already has a vector for is not bounded at all: it is listed with status
 -- 'already_stored', so re-running a finished backfill costs a key lookup per window.
+-- depends_on: {{ ref('stg_embeddings__numeric_window_embeddings') }}
 
 with
 
@@ -62,11 +63,15 @@ instruments as (
 
 ),
 
+{% if skip_existing_model_ids %}
+
 embeddings as (
 
     select * from {{ ref('stg_embeddings__numeric_window_embeddings') }}
 
 ),
+
+{% endif %}
 
 window_requests as (
 
@@ -88,7 +93,7 @@ window_requests as (
 
 stored_windows as (
 
-{% if skip_existing_model_ids %}
+    {% if skip_existing_model_ids %}
 
     select
         embeddings.entity_id as instrument_id,
@@ -110,7 +115,7 @@ stored_windows as (
 
     where false
 
-{% endif %}
+    {% endif %}
 
 ),
 
@@ -149,34 +154,62 @@ request_span as (
 
 returns_in_span as (
 
-    select daily_returns.*
+    -- lagged_date: the date of the valid row window_days - 1 rows back (the first row of a
+    -- full window ending here), NULL when that row is before the span; next_date: the date
+    -- of the next valid row.
+    select
+        daily_returns.instrument_id,
+        daily_returns.trade_date,
+        daily_returns.valid_row_number,
+        lag(daily_returns.trade_date, {{ params.window_days - 1 }}) over by_row as lagged_date,
+        lead(daily_returns.trade_date) over by_row as next_date
 
     from daily_returns
     inner join selected_instruments
         on selected_instruments.instrument_id = daily_returns.instrument_id
     cross join request_span
     where daily_returns.trade_date between request_span.first_date and request_span.last_date
+    window by_row as (partition by daily_returns.instrument_id order by daily_returns.trade_date)
+
+),
+
+first_rows_in_span as (
+
+    select
+        instrument_id,
+        min(trade_date) as first_trade_date
+
+    from returns_in_span
+    group by instrument_id
 
 ),
 
 rows_before_span as (
 
     -- The last valid row before the span (one index probe per instrument), so a marker
-    -- with no row in the span before it still knows how many valid rows precede it.
+    -- with no row in the span before it still knows how many valid rows precede it, and
+    -- the instrument's first row in the span (what follows a lookback start with no valid
+    -- row before it). Every selected instrument gets this row, even without history.
     select
         selected_instruments.instrument_id,
-        last_before.valid_row_number
+        last_before.valid_row_number,
+        last_before.trade_date,
+        first_rows_in_span.first_trade_date as next_date
 
     from selected_instruments
     cross join request_span
-    cross join lateral (
-        select daily_returns.valid_row_number
+    left join lateral (
+        select
+            daily_returns.valid_row_number,
+            daily_returns.trade_date
         from daily_returns
         where daily_returns.instrument_id = selected_instruments.instrument_id
             and daily_returns.trade_date < request_span.first_date
         order by daily_returns.trade_date desc
         limit 1
-    ) as last_before
+    ) as last_before on true
+    left join first_rows_in_span
+        on first_rows_in_span.instrument_id = selected_instruments.instrument_id
 
 ),
 
@@ -198,12 +231,15 @@ events as (
     -- event_order puts a lookback marker (0) before the rows of its day and an as-of
     -- marker (2) after them: the lookback start and the as-of date are both inclusive.
     select
-        instrument_id,
+        rows_before_span.instrument_id,
         request_span.first_date - 1 as event_date,
         1 as event_order,
-        valid_row_number,
+        rows_before_span.valid_row_number,
         0 as rejected_rows,
-        null::date as as_of_date
+        null::date as as_of_date,
+        rows_before_span.trade_date as row_date,
+        null::date as lagged_date,
+        rows_before_span.next_date
     from rows_before_span
     cross join request_span
 
@@ -215,7 +251,10 @@ events as (
         1 as event_order,
         valid_row_number,
         0 as rejected_rows,
-        null::date as as_of_date
+        null::date as as_of_date,
+        trade_date as row_date,
+        lagged_date,
+        next_date
     from returns_in_span
 
     union all
@@ -226,7 +265,10 @@ events as (
         1 as event_order,
         null::bigint as valid_row_number,
         1 as rejected_rows,
-        null::date as as_of_date
+        null::date as as_of_date,
+        null::date as row_date,
+        null::date as lagged_date,
+        null::date as next_date
     from rejected_in_span
 
     union all
@@ -237,7 +279,10 @@ events as (
         0 as event_order,
         null::bigint as valid_row_number,
         0 as rejected_rows,
-        as_of_date
+        as_of_date,
+        null::date as row_date,
+        null::date as lagged_date,
+        null::date as next_date
     from requests_to_stage
 
     union all
@@ -248,19 +293,27 @@ events as (
         2 as event_order,
         null::bigint as valid_row_number,
         0 as rejected_rows,
-        as_of_date
+        as_of_date,
+        null::date as row_date,
+        null::date as lagged_date,
+        null::date as next_date
     from requests_to_stage
 
 ),
 
 running_counts as (
 
+    -- Dates only grow with valid_row_number, so a running max at a marker is the value of
+    -- the last valid row before it (max ignores the markers' NULLs).
     select
         instrument_id,
         as_of_date,
         event_order,
         coalesce(max(valid_row_number) over by_event, 0) as valid_rows_so_far,
-        sum(rejected_rows) over by_event as rejected_rows_so_far
+        sum(rejected_rows) over by_event as rejected_rows_so_far,
+        max(row_date) over by_event as last_row_date,
+        max(lagged_date) over by_event as last_lagged_date,
+        max(next_date) over by_event as last_next_date
 
     from events
     window by_event as (
@@ -273,13 +326,19 @@ running_counts as (
 
 window_bounds as (
 
+    -- At the as-of marker: the last row (number, date) and the first row of a full window
+    -- ending there; at the lookback marker: the rows before the lookback and the first row
+    -- after them.
     select
         instrument_id,
         as_of_date,
         max(valid_rows_so_far) filter (where event_order = 2) as last_row_number,
         max(valid_rows_so_far) filter (where event_order = 0) as rows_before_lookback,
         max(rejected_rows_so_far) filter (where event_order = 2)
-        - max(rejected_rows_so_far) filter (where event_order = 0) as rows_rejected
+        - max(rejected_rows_so_far) filter (where event_order = 0) as rows_rejected,
+        max(last_row_date) filter (where event_order = 2) as last_row_date,
+        max(last_lagged_date) filter (where event_order = 2) as full_window_start_date,
+        max(last_next_date) filter (where event_order = 0) as lookback_start_row_date
 
     from running_counts
     where event_order <> 1
@@ -293,6 +352,9 @@ windows_counted as (
         requests_to_stage.*,
         window_bounds.last_row_number,
         window_bounds.rows_rejected,
+        window_bounds.last_row_date,
+        window_bounds.full_window_start_date,
+        window_bounds.lookback_start_row_date,
         least(
             requests_to_stage.window_days,
             window_bounds.last_row_number - window_bounds.rows_before_lookback
@@ -307,24 +369,25 @@ windows_counted as (
 
 windows_dated as (
 
-    -- Joined through the (instrument_id, valid_row_number) index: cheap even when the
-    -- planner, misjudging how many windows there are, picks a nested loop.
+    -- The first observed row is the later of the first row of a full window and the first
+    -- row after the lookback start (NULL full_window_start_date: that row is before the
+    -- span, so the lookback bounds the window).
     select
         windows_counted.*,
-        first_rows.valid_row_number as first_row_number,
-        first_rows.trade_date as start_date,
-        last_rows.trade_date as end_date
+        windows_counted.last_row_number - windows_counted.rows_observed + 1
+            as first_row_number,
+        case
+            when windows_counted.rows_observed > 0
+                then greatest(
+                        windows_counted.full_window_start_date,
+                        windows_counted.lookback_start_row_date
+                    )
+        end as start_date,
+        case
+            when windows_counted.rows_observed > 0 then windows_counted.last_row_date
+        end as end_date
 
     from windows_counted
-    left join daily_returns as first_rows
-        on first_rows.instrument_id = windows_counted.instrument_id
-        and first_rows.valid_row_number
-        = windows_counted.last_row_number - windows_counted.rows_observed + 1
-        and windows_counted.rows_observed > 0
-    left join daily_returns as last_rows
-        on last_rows.instrument_id = windows_counted.instrument_id
-        and last_rows.valid_row_number = windows_counted.last_row_number
-        and windows_counted.rows_observed > 0
 
 ),
 

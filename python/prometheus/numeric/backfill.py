@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from prometheus.numeric.deployment import (
 from prometheus.numeric.encoders import encode
 from prometheus.numeric.errors import PipelineError
 from prometheus.numeric.pgcluster import use_server
+from prometheus.numeric.prefetch import prefetch
 from prometheus.numeric.progress import Progress
 from prometheus.numeric.registry import ModelSpec, load_registry, resolve_models
 from prometheus.numeric.store import EmbeddingWriter, lock, try_lock, unlock
@@ -154,6 +156,35 @@ where exists (
 """
 
 
+def encode_and_store(windows: str, returns: str, embeddings: str, run_id: str,
+                     specs: list[ModelSpec], window_days: int, batch_size: int = BATCH_WINDOWS,
+                     replace: bool = True, on_batch: Callable[[int, int], None] | None = None,
+                     conninfo: str = "") -> int:
+    """Read a staged run's 'ok' windows, encode them once per model and store them, one
+    transaction per batch covering all models (it commits whole or not at all). Returns
+    the vectors written; on_batch(windows encoded, vectors written) follows the progress."""
+    models = [spec.model_id for spec in specs]
+    encoded = stored = 0
+    with psycopg.connect(conninfo, autocommit=True) as reader, \
+            psycopg.connect(conninfo, autocommit=True) as writer_conn:
+        writer = EmbeddingWriter(writer_conn, embeddings, windows, run_id, replace=replace)
+        # The next batch is read and encoded (one thread, its own connection) while this
+        # one is written.
+        encoded_batches = prefetch(
+            (batch, [encode(batch.features, spec) for spec in specs])
+            for batch in read_windows(reader, windows, returns, run_id, window_days,
+                                      embeddings, models, batch_size))
+        for batch, vectors in encoded_batches:
+            with writer_conn.transaction():
+                for model_bit, (spec, model_vectors) in enumerate(
+                        zip(specs, vectors, strict=True)):
+                    stored += writer.write(batch, model_vectors, spec, window_days, model_bit)
+            encoded += len(batch)
+            if on_batch is not None:
+                on_batch(encoded, stored)
+    return stored
+
+
 class Backfill:
     """Runs one request against the database the libpq variables (or .pgdata) name."""
 
@@ -185,10 +216,9 @@ class Backfill:
                 self._count(conn, windows, dbt.relation_name(REJECTED_NODE), summary)
             if summary.embedded + summary.skipped + summary.already_stored == 0:
                 raise PipelineError(self._nothing_selected())
-            summary.vectors, not_encoded = self._encode_and_store(
+            summary.vectors = self._encode_and_store(
                 windows, dbt.relation_name(RETURNS_NODE), dbt.relation_name(EMBEDDINGS_SOURCE),
                 run_id, summary.embedded)
-            summary.already_stored += not_encoded
             if self.request.run_tests:
                 log.info("run %s: testing the stored vectors with dbt", run_id)
                 dbt.invoke(["test", "--select", *TESTED_NODES], {"run_id": run_id})
@@ -239,30 +269,17 @@ class Backfill:
         summary.rejected_rows = int(rejected_row[0]) if rejected_row else 0
 
     def _encode_and_store(self, windows: str, returns: str, embeddings: str, run_id: str,
-                          total: int) -> tuple[int, int]:
-        """Encode and store the run's windows; returns (vectors written, windows skipped
-        because every requested model already had them)."""
-        window_days = self.request.window_days
-        skip_models = [spec.model_id for spec in self.specs] if self.request.skip_existing \
-            else None
-        stored = encoded = 0
+                          total: int) -> int:
+        """Encode and store the run's 'ok' windows; returns how many vectors were written
+        (with --skip-existing, keys already stored are not)."""
         progress = Progress(run_id, total * len(self.specs))
-        with psycopg.connect(autocommit=True) as reader, \
-                psycopg.connect(autocommit=True) as writer_conn:
-            writer = EmbeddingWriter(writer_conn, embeddings, windows, run_id,
-                                     replace=not self.request.skip_existing)
-            batches = read_windows(reader, windows, returns, run_id, window_days,
-                                   self.request.batch_size, embeddings, skip_models)
-            for batch in batches:
-                # One transaction per batch, all models: it commits whole or not at all.
-                with writer_conn.transaction():
-                    for spec in self.specs:
-                        stored += writer.write(batch, encode(batch.features, spec),
-                                               spec, window_days)
-                encoded += len(batch)
-                progress.update(encoded * len(self.specs))
+        stored = encode_and_store(windows, returns, embeddings, run_id, self.specs,
+                                  self.request.window_days, self.request.batch_size,
+                                  replace=not self.request.skip_existing,
+                                  on_batch=lambda encoded, _: progress.update(
+                                      encoded * len(self.specs)))
         progress.finish()
-        return stored, total - encoded
+        return stored
 
     def _nothing_selected(self) -> str:
         request = self.request

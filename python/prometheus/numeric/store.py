@@ -25,8 +25,6 @@ from prometheus.numeric.windows import (
     PGCOPY_SIGNATURE,
     PGCOPY_TRAILER,
     WindowBatch,
-    _fields,
-    read_copy_rows,
 )
 
 PGCOPY_HEADER = PGCOPY_SIGNATURE + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
@@ -46,21 +44,6 @@ create temporary table if not exists encoded_embeddings (
     vector bytea not null
 ) on commit delete rows
 """
-
-STORED_KEYS = """
-copy (
-    select windows.window_seq
-    from {windows} as windows
-    inner join {embeddings} as stored
-        on stored.entity_type = 'INSTRUMENT'
-        and stored.entity_id = windows.instrument_id
-        and stored.as_of_date = windows.as_of_date
-        and stored.model_id = {model_id}
-    where windows.run_id = {run_id}
-        and windows.window_seq between {first_seq} and {last_seq}
-) to stdout (format binary)
-"""
-STORED_KEY_ROW = _fields(("window_seq", ">i8"))
 
 UPSERT = """
 insert into {embeddings} as stored (
@@ -202,9 +185,10 @@ class EmbeddingWriter:
         conn.execute(CREATE_STAGING)
 
     def write(self, batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
-              window_days: int) -> int:
-        """Store the batch's vectors for one model; returns how many rows were written."""
-        stored = np.isin(batch.window_seqs, self._stored_keys(batch, spec))
+              window_days: int, model_bit: int) -> int:
+        """Store the batch's vectors for one model (bit model_bit of the batch's
+        stored_models); returns how many rows were written."""
+        stored = ((batch.bounds["stored_models"].astype(np.int64) >> model_bit) & 1) == 1
         if not stored.any():
             try:
                 with self._conn.transaction():  # a savepoint: a lost race falls back below
@@ -234,15 +218,6 @@ class EmbeddingWriter:
                   window_days: int) -> int:
         rows = copy_rows(batch, vectors, spec, window_days, self._run_id)
         return self._copy_into(self._embeddings, rows)
-
-    def _stored_keys(self, batch: WindowBatch, spec: ModelSpec) -> NDArray[np.int64]:
-        seqs = batch.window_seqs
-        rows = read_copy_rows(self._conn, sql.SQL(STORED_KEYS).format(
-            windows=self._windows, embeddings=self._embeddings,
-            model_id=sql.Literal(spec.model_id), run_id=sql.Literal(self._run_id),
-            first_seq=sql.Literal(int(seqs.min())), last_seq=sql.Literal(int(seqs.max()))),
-            STORED_KEY_ROW)
-        return rows["window_seq"].astype(np.int64)
 
     def _copy_into(self, relation: sql.Composable, rows: bytes) -> int:
         with self._conn.cursor() as cur:
