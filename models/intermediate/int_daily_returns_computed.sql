@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy='append',
         pre_hook=[
+            "{{ set_staging_work_mem() }}",
             "{{ lock_daily_returns() }}",
             "{{ forget_changed_daily_returns() }}",
         ],

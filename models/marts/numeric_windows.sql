@@ -4,6 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='run_id',
         on_schema_change='append_new_columns',
+        pre_hook="{{ set_staging_work_mem() }}",
         indexes=[
             {'columns': ['run_id', 'window_seq'], 'unique': true},
             {'columns': ['instrument_id', 'as_of_date']},
@@ -105,7 +106,8 @@ stored_windows as (
     where embeddings.entity_type = 'INSTRUMENT'
         and embeddings.model_id in ({{ sql_text_list(skip_existing_model_ids) }})
     group by embeddings.entity_id, embeddings.as_of_date
-    having count(distinct embeddings.model_id) = {{ skip_existing_model_ids | length }}
+    -- The unique key allows one row per model: count(*) counts the models (and hashes).
+    having count(*) = {{ skip_existing_model_ids | unique | list | length }}
 
 {% else %}
 
@@ -142,13 +144,27 @@ stored_requests as (
 
 ),
 
-request_span as (
+request_spans as (
 
+    -- Per instrument, the days its windows to stage can reach: only those rows are sorted
+    -- (a --skip-existing run that finds most windows stored reads few instruments' rows).
     select
+        instrument_id,
         min(lookback_start_date) as first_date,
         max(as_of_date) as last_date
 
     from requests_to_stage
+    group by instrument_id
+
+),
+
+request_span as (
+
+    select
+        min(first_date) as first_date,
+        max(last_date) as last_date
+
+    from request_spans
 
 ),
 
@@ -164,11 +180,10 @@ returns_in_span as (
         lag(daily_returns.trade_date, {{ params.window_days - 1 }}) over by_row as lagged_date,
         lead(daily_returns.trade_date) over by_row as next_date
 
-    from daily_returns
-    inner join selected_instruments
-        on selected_instruments.instrument_id = daily_returns.instrument_id
-    cross join request_span
-    where daily_returns.trade_date between request_span.first_date and request_span.last_date
+    from request_spans
+    inner join daily_returns
+        on daily_returns.instrument_id = request_spans.instrument_id
+        and daily_returns.trade_date between request_spans.first_date and request_spans.last_date
     window by_row as (partition by daily_returns.instrument_id order by daily_returns.trade_date)
 
 ),
@@ -191,25 +206,25 @@ rows_before_span as (
     -- the instrument's first row in the span (what follows a lookback start with no valid
     -- row before it). Every selected instrument gets this row, even without history.
     select
-        selected_instruments.instrument_id,
+        request_spans.instrument_id,
+        request_spans.first_date,
         last_before.valid_row_number,
         last_before.trade_date,
         first_rows_in_span.first_trade_date as next_date
 
-    from selected_instruments
-    cross join request_span
+    from request_spans
     left join lateral (
         select
             daily_returns.valid_row_number,
             daily_returns.trade_date
         from daily_returns
-        where daily_returns.instrument_id = selected_instruments.instrument_id
-            and daily_returns.trade_date < request_span.first_date
+        where daily_returns.instrument_id = request_spans.instrument_id
+            and daily_returns.trade_date < request_spans.first_date
         order by daily_returns.trade_date desc
         limit 1
     ) as last_before on true
     left join first_rows_in_span
-        on first_rows_in_span.instrument_id = selected_instruments.instrument_id
+        on first_rows_in_span.instrument_id = request_spans.instrument_id
 
 ),
 
@@ -217,12 +232,11 @@ rejected_in_span as (
 
     select prices.instrument_id, prices.trade_date
 
-    from prices
-    inner join selected_instruments
-        on selected_instruments.instrument_id = prices.instrument_id
-    cross join request_span
+    from request_spans
+    inner join prices
+        on prices.instrument_id = request_spans.instrument_id
+        and prices.trade_date between request_spans.first_date and request_spans.last_date
     where not prices.is_valid
-        and prices.trade_date between request_span.first_date and request_span.last_date
 
 ),
 
@@ -232,7 +246,7 @@ events as (
     -- marker (2) after them: the lookback start and the as-of date are both inclusive.
     select
         rows_before_span.instrument_id,
-        request_span.first_date - 1 as event_date,
+        rows_before_span.first_date - 1 as event_date,
         1 as event_order,
         rows_before_span.valid_row_number,
         0 as rejected_rows,
@@ -241,7 +255,6 @@ events as (
         null::date as lagged_date,
         rows_before_span.next_date
     from rows_before_span
-    cross join request_span
 
     union all
 

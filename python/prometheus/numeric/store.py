@@ -139,7 +139,7 @@ def _be(values: NDArray[np.generic] | int, dtype: str, n: int) -> NDArray[np.uin
 
 
 def copy_rows(batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
-              window_days: int, run_id: str) -> bytes:
+              window_days: int, run_id: str) -> memoryview:
     """The COPY BINARY rows (no header) of (COPY_COLUMNS) for the whole batch.
 
     numpy builds fixed-width rows, so rows are grouped by the byte length of their
@@ -152,7 +152,7 @@ def copy_rows(batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
     unique_ranks, rank_index = np.unique(ranks, return_inverse=True)
     entity_ids = [batch.instrument_ids[int(rank)].encode() for rank in unique_ranks]
     lengths = np.array([len(entity_id) for entity_id in entity_ids])[rank_index]
-    chunks: list[bytes] = []
+    chunks: list[NDArray[np.uint8]] = []
     for length in np.unique(lengths).tolist():
         rows = np.flatnonzero(lengths == length)
         count = rows.size
@@ -167,8 +167,9 @@ def copy_rows(batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
             _be(len(model), ">i4", count), _ascii(np.full(count, model), len(model)),
             _be(vector_bytes.shape[1], ">i4", count), vector_bytes[rows],
         ]
-        chunks.append(np.hstack(columns).tobytes())
-    return b"".join(chunks)
+        chunks.append(np.hstack(columns).reshape(-1))
+    # One instrument_id length (the usual case): the rows go out without another copy.
+    return (chunks[0] if len(chunks) == 1 else np.concatenate(chunks)).data
 
 
 class EmbeddingWriter:
@@ -219,7 +220,7 @@ class EmbeddingWriter:
         rows = copy_rows(batch, vectors, spec, window_days, self._run_id)
         return self._copy_into(self._embeddings, rows)
 
-    def _copy_into(self, relation: sql.Composable, rows: bytes) -> int:
+    def _copy_into(self, relation: sql.Composable, rows: memoryview) -> int:
         with self._conn.cursor() as cur:
             with cur.copy(sql.SQL("copy {} ({}) from stdin (format binary)").format(
                     relation, sql.SQL(COPY_COLUMNS))) as copy:
@@ -245,7 +246,8 @@ class EmbeddingWriter:
 
 
 def _subset(batch: WindowBatch, mask: NDArray[np.bool_]) -> WindowBatch:
-    return WindowBatch(batch.bounds[mask], batch.features[mask], batch.instrument_ids)
+    features = batch.features[mask] if len(batch.features) else batch.features  # dropped
+    return WindowBatch(batch.bounds[mask], features, batch.instrument_ids)
 
 
 def _advisory(function: str, shared: bool) -> str:
