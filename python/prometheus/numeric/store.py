@@ -11,6 +11,7 @@ a batch commits whole or not at all.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 import psycopg
@@ -67,7 +68,9 @@ def _ascii(values: NDArray[np.generic], width: int) -> NDArray[np.uint8]:
     return np.ascontiguousarray(values.astype(f"S{width}")).view(np.uint8).reshape(-1, width)
 
 
-def _formatted(values: NDArray[np.generic], format_unique) -> NDArray[np.uint8]:
+def _formatted(values: NDArray[np.int64],
+               format_unique: Callable[[NDArray[np.int64]], NDArray[np.uint8]]
+               ) -> NDArray[np.uint8]:
     """Format each distinct value once (a batch has few), then gather: (n, width) bytes."""
     unique, inverse = np.unique(values, return_inverse=True)
     return format_unique(unique)[inverse.reshape(-1)]

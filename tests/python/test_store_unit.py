@@ -1,0 +1,84 @@
+"""The writer's COPY rows, built by numpy, decoded back by hand (no database needed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+
+from prometheus.numeric.registry import ModelSpec
+from prometheus.numeric.store import copy_rows, json_ints, window_specs
+from prometheus.numeric.windows import BOUNDS_ROW, NO_TRADING_DAYS, PG_EPOCH, WindowBatch
+
+
+def days(day: str) -> int:
+    return int((np.datetime64(day, "D") - PG_EPOCH).astype(int))
+
+
+def batch_of_two() -> WindowBatch:
+    bounds = np.zeros(2, dtype=BOUNDS_ROW)
+    bounds["window_seq"] = [7, 9]
+    bounds["selection_rank"] = [1, 2]
+    bounds["as_of_date"] = [days("2025-01-31"), days("2025-01-31")]
+    bounds["start_date"] = [days("2024-10-30"), days("2024-11-12")]
+    bounds["end_date"] = [days("2025-01-31"), days("2025-01-15")]
+    bounds["rows_observed"] = [3, 2]
+    bounds["rows_filled"] = [0, 1]
+    bounds["min_rows"] = 2
+    bounds["lookback_days"] = 9
+    bounds["rows_rejected"] = [0, 12345]
+    bounds["trading_days_after_end"] = [0, NO_TRADING_DAYS]
+    bounds["is_stale"] = [0, 1]
+    return WindowBatch(bounds, np.zeros((2, 3, 3)), {1: "US_EQ_0001", 2: "ÉU_7"})
+
+
+def test_json_ints_are_fixed_width_numbers_and_null() -> None:
+    text = json_ints(np.array([0, -42, 2**31 - 1, NO_TRADING_DAYS]))
+    assert text.shape == (4, 11)
+    assert [json.loads(row.tobytes()) for row in text] == [0, -42, 2**31 - 1, None]
+
+
+def test_window_specs_decode_to_the_staged_values() -> None:
+    spec = ModelSpec("num-stab-core-v1", "pad_to_dim", 384)
+    texts = window_specs(batch_of_two(), spec, 3, "run-1")
+    decoded = [json.loads(row.tobytes()) for row in texts]
+    assert decoded[1] == {
+        "window_days": 3, "entity_type": "INSTRUMENT",
+        "features": ["close", "volume", "log_return"], "encoder": "pad_to_dim", "dim": 384,
+        "model_id": "num-stab-core-v1", "run_id": "run-1",
+        "start_date": "2024-11-12", "end_date": "2025-01-15", "last_trade_date": "2025-01-15",
+        "rows_observed": 2, "rows_filled": 1, "rows_rejected": 12345,
+        "trading_days_after_end": None, "is_stale": True, "min_rows": 2, "lookback_days": 9,
+    }
+    assert decoded[0]["is_stale"] is False and decoded[0]["trading_days_after_end"] == 0
+
+
+def read_field(data: bytes, at: int) -> tuple[bytes, int]:
+    length = int.from_bytes(data[at:at + 4], "big", signed=True)
+    return data[at + 4:at + 4 + length], at + 4 + length
+
+
+def test_copy_rows_hold_each_field_with_its_length() -> None:
+    """Ids of different byte lengths (a non-ASCII one) are separate groups of rows."""
+    spec = ModelSpec("num-stab-core-v1", "pad_to_dim", 384)
+    vectors = np.arange(2 * 384, dtype=np.float32).reshape(2, 384)
+    data = bytes(copy_rows(batch_of_two(), vectors, spec, 3, "run-1"))
+    rows, at = [], 0
+    while at < len(data):
+        assert int.from_bytes(data[at:at + 2], "big") == 6
+        at += 2
+        fields = []
+        for _ in range(6):
+            value, at = read_field(data, at)
+            fields.append(value)
+        rows.append(fields)
+    by_id = {fields[1].decode(): fields for fields in rows}
+    assert sorted(by_id) == ["US_EQ_0001", "ÉU_7"]
+    eu = by_id["ÉU_7"]
+    assert eu[0] == b"INSTRUMENT" and eu[4] == b"num-stab-core-v1"
+    assert eu[2][0] == 1 and json.loads(eu[2][1:])["start_date"] == "2024-11-12"  # jsonb v1
+    assert PG_EPOCH + np.timedelta64(int.from_bytes(eu[3], "big"), "D") == \
+        np.datetime64(dt.date(2025, 1, 31))
+    assert np.array_equal(np.frombuffer(eu[5], "<f4"), vectors[1])
+    assert np.array_equal(np.frombuffer(by_id["US_EQ_0001"][5], "<f4"), vectors[0])
