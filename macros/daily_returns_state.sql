@@ -8,7 +8,9 @@
   and the model recomputes it whole. "Matches" compares, per instrument, the row count and an
   exact sum of per-row hashes of (trade_date, close, volume) over the valid price rows up to
   the last computed date with the same over the stored rows: two scans and a hash join, no
-  window functions and no writes when nothing changed.
+  window functions and no writes when nothing changed (hash_record_extended: PostgreSQL 14+).
+  A change to the model itself is not detected here: the CLI rebuilds the table
+  (--full-refresh) when the model's definition changed since it was last deployed.
 
   Both hooks run inside the model's transaction (readers keep seeing the previous version
   until it commits), and the lock makes concurrent runs (a backfill's shards, an analyst's
@@ -92,12 +94,18 @@ select 1
 {%- endmacro %}
 
 
-{# analyze {{ this }} only when it has no statistics yet (just built): ~0.15 s per run saved. #}
+{#
+  analyze {{ this }} only when it has no statistics yet (just built): ~0.15 s per run saved.
+  pg_stats (not pg_statistic, superuser-only) so an ordinary role can run it.
+#}
 {% macro analyze_if_never_analyzed() -%}
 do $analyze$
 begin
     if not exists (
-        select 1 from pg_statistic where starelid = {{ sql_text(this | string) }}::regclass
+        select 1
+        from pg_stats
+        where schemaname = {{ sql_text(this.schema) }}
+            and tablename = {{ sql_text(this.identifier) }}
     ) then
         analyze {{ this }};
     end if;

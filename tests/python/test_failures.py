@@ -215,6 +215,26 @@ def test_concurrent_runs_never_duplicate_or_mix(demo_db: Database) -> None:
     assert duplicates == (0,)
 
 
+def test_concurrent_reruns_with_models_in_either_order_do_not_deadlock(
+        demo_db: Database) -> None:
+    """Re-runs upsert stored keys under one lock per model; two runs naming the same models
+    in opposite orders take those locks in one order, batch after small batch."""
+    models = ["num-regime-core-v1", "num-scenario-core-v1"]
+    args = ["--as-of", "2025-01-23", "--market-id", "US_EQ", "--limit", "80", "--offset", "200",
+            "--batch-size", "1", "--no-tests"]
+    first = demo_db.backfill(*args, *[a for m in models for a in ("--model-id", m)])
+    assert first.returncode == 0, first.stderr
+    orders = (models, models[::-1])
+    processes = [_backfill_process(demo_db, *args, *[a for m in order for a in ("--model-id", m)])
+                 for order in orders]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for process, (stdout, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr
+        assert " vectors=160 " in stdout  # every key replaced, none lost
+    for model in models:
+        assert len({k for k in stored_keys(demo_db, model) if k[1] == dt.date(2025, 1, 23)}) == 80
+
+
 ORIGINAL_TABLES = """
 create table instruments (
     instrument_id text primary key, market_id text, asset_class text, symbol text,

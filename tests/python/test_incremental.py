@@ -116,3 +116,29 @@ def test_new_days_append_and_corrections_recompute_only_their_instruments(
         assert_equals_from_scratch(conn)
         unchanged = row_versions(conn)
     assert all(unchanged[i] == after[i] for i in untouched)  # nothing new: nothing rewritten
+
+
+def test_a_changed_returns_model_is_rebuilt_not_mixed(empty_db: Database) -> None:
+    """Rows computed by another version of the model must not mix with new ones: when the
+    recorded deployment of int_daily_returns_computed no longer matches the project (as
+    after an upgrade), the next run rebuilds the table whole."""
+    with empty_db.connect() as conn:
+        load_demo(conn, "public", SHAPE)
+    args = ["--as-of", "2024-12-31", "--market-id", "US_EQ", "--limit", "5", "--no-tests"]
+    first = empty_db.backfill(*args)
+    assert first.returncode == 0, first.stderr
+    with empty_db.connect() as conn:
+        before = row_versions(conn)
+    same = empty_db.backfill(*args)
+    assert same.returncode == 0 and "rebuilding" not in same.stderr, same.stderr
+    with empty_db.connect() as conn:
+        assert row_versions(conn) == before  # current deployment: nothing rewritten
+        conn.execute("delete from analytics.numeric_pipeline_deployments")  # "an upgrade"
+    upgraded = empty_db.backfill(*args)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "the daily returns model changed; rebuilding it" in upgraded.stderr
+    with empty_db.connect() as conn:
+        after = row_versions(conn)
+        assert_equals_from_scratch(conn)
+    assert after.keys() == before.keys()
+    assert all(not after[i] & before[i] for i in before)  # every row rewritten

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -25,7 +26,9 @@ from prometheus.numeric.dbt_runner import (
 from prometheus.numeric.deployment import (
     deployment_key,
     is_deployed,
+    is_recorded,
     record_deployment,
+    relation_exists,
     setup_node_ids,
 )
 from prometheus.numeric.encoders import encode
@@ -170,6 +173,7 @@ def encode_and_store(windows: str, returns: str, embeddings: str, run_id: str,
     """Read a staged run's 'ok' windows, encode them once per model and store them, one
     transaction per batch covering all models (it commits whole or not at all). Returns
     the vectors written; on_batch(windows encoded, vectors written) follows the progress."""
+    specs = sorted(specs, key=lambda spec: spec.model_id)  # the writer's lock order
     models = [spec.model_id for spec in specs]
     encoded = stored = 0
     with psycopg.connect(conninfo, autocommit=True) as reader, \
@@ -182,14 +186,16 @@ def encode_and_store(windows: str, returns: str, embeddings: str, run_id: str,
              [encode(batch.features, spec) for spec in specs])
             for batch in read_windows(reader, windows, returns, run_id, window_days,
                                       embeddings, models, batch_size))
-        for batch, vectors in encoded_batches:
-            with writer_conn.transaction():
-                for model_bit, (spec, model_vectors) in enumerate(
-                        zip(specs, vectors, strict=True)):
-                    stored += writer.write(batch, model_vectors, spec, window_days, model_bit)
-            encoded += len(batch)
-            if on_batch is not None:
-                on_batch(encoded, stored)
+        # closing: on a write error the reading thread stops before its connection closes.
+        with contextlib.closing(encoded_batches):
+            for batch, vectors in encoded_batches:
+                with writer_conn.transaction():
+                    for model_bit, (spec, model_vectors) in enumerate(
+                            zip(specs, vectors, strict=True)):
+                        stored += writer.write(batch, model_vectors, spec, window_days, model_bit)
+                encoded += len(batch)
+                if on_batch is not None:
+                    on_batch(encoded, stored)
     return stored
 
 
@@ -252,11 +258,21 @@ class Backfill:
                 if not is_deployed(lock_conn, schema, key, relations):
                     log.info("run %s: deploying the views and seed, staging windows with dbt",
                              run_id)
+                    # The daily returns are incremental: rows computed by another version
+                    # of the model must not mix with new ones, so a changed model is rebuilt.
+                    returns_key = deployment_key(manifest, [RETURNS_NODE])
+                    if relation_exists(lock_conn, dbt.relation_name(RETURNS_NODE)) and \
+                            not is_recorded(lock_conn, schema, returns_key):
+                        log.info("run %s: the daily returns model changed; rebuilding it",
+                                 run_id)
+                        dbt.invoke(["run", "--full-refresh", "--select", RETURNS_NODE_NAME],
+                                   dbt_vars)
                     # One dbt invocation (each costs a start-up): seed, views and tables.
                     dbt.invoke(["build", "--select", REGISTRY_SEED_NODE, *STAGED_NODES,
                                 "--resource-type", "seed", "--resource-type", "model"],
                                dbt_vars)
                     record_deployment(lock_conn, schema, key)
+                    record_deployment(lock_conn, schema, returns_key)
                     return
             finally:
                 lock(lock_conn, STAGING_LOCK, shared=True)

@@ -151,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+        print(f"{PROG}: error: database error: {_first_line(exc)}; finished batches are kept,"
+              " re-run to complete", file=sys.stderr)
+        return 1
     except psycopg.OperationalError as exc:
         print(f"{PROG}: error: database unavailable: {_first_line(exc)}", file=sys.stderr)
         return 1

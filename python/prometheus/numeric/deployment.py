@@ -52,19 +52,27 @@ def _table(schema: str) -> sql.Composable:
     return sql.Identifier(schema, DEPLOYMENTS_TABLE)
 
 
-def is_deployed(conn: psycopg.Connection, schema: str, key: str,
-                relations: list[str]) -> bool:
-    """True when this key was recorded and every given relation still exists."""
+def is_recorded(conn: psycopg.Connection, schema: str, key: str) -> bool:
     row = conn.execute("select to_regclass(%s)", (_table(schema).as_string(conn),)).fetchone()
     if row is None or row[0] is None:
         return False
-    found = conn.execute(sql.SQL("select 1 from {} where deployment_key = %s").format(
-        _table(schema)), (key,)).fetchone()
-    if found is None:
+    return conn.execute(sql.SQL("select 1 from {} where deployment_key = %s").format(
+        _table(schema)), (key,)).fetchone() is not None
+
+
+def is_deployed(conn: psycopg.Connection, schema: str, key: str,
+                relations: list[str]) -> bool:
+    """True when this key was recorded and every given relation still exists."""
+    if not is_recorded(conn, schema, key):
         return False
     missing = conn.execute("select count(*) from unnest(%s::text[]) as relation"
                            " where to_regclass(relation) is null", (relations,)).fetchone()
     return missing is not None and missing[0] == 0
+
+
+def relation_exists(conn: psycopg.Connection, relation: str) -> bool:
+    row = conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()
+    return bool(row and row[0])
 
 
 def record_deployment(conn: psycopg.Connection, schema: str, key: str) -> None:

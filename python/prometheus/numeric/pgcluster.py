@@ -40,7 +40,7 @@ SERVER_SETTINGS = {
 }
 INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, pg_ctl) were not found on PATH or in "
-    "/usr/lib/postgresql/*/bin; install PostgreSQL 13 or newer (Debian/Ubuntu: "
+    "/usr/lib/postgresql/*/bin; install PostgreSQL 14 or newer (Debian/Ubuntu: "
     "apt-get install postgresql) or set PGHOST/PGPORT/PGUSER/PGDATABASE to use an existing server"
 )
 

@@ -193,24 +193,27 @@ class EmbeddingWriter:
         """Store the batch's vectors for one model (bit model_bit of the batch's
         stored_models); returns how many rows were written."""
         stored = ((batch.bounds["stored_models"].astype(np.int64) >> model_bit) & 1) == 1
-        if not stored.any():
-            try:
-                with self._conn.transaction():  # a savepoint: a lost race falls back below
-                    written = self._copy_new(batch, vectors, spec, window_days)
-            except (errors.UniqueViolation, errors.DeadlockDetected):
-                # Another run stored some of these keys since we looked: upsert them all.
-                written = self._upsert(batch, vectors, spec, window_days)
-                self._check(written, len(batch), spec, at_most=not self._replace)
-                return written
-        else:
-            new = ~stored
-            written = self._copy_new(_subset(batch, new), vectors[new], spec, window_days) \
-                if new.any() else 0
-            if self._replace:
-                written += self._upsert(_subset(batch, stored), vectors[stored], spec,
-                                        window_days)
-        self._check(written, len(batch) if self._replace else int((~stored).sum()), spec)
+        new = ~stored
+        written = 0
+        if new.any():
+            written += self._insert_new(_subset(batch, new) if stored.any() else batch,
+                                        vectors[new], spec, window_days)
+        if self._replace and stored.any():
+            written += self._upsert(_subset(batch, stored), vectors[stored], spec, window_days)
+        # With --skip-existing, keys another run stored meanwhile are left as they are.
+        self._check(written, len(batch) if self._replace else int(new.sum()), spec,
+                    at_most=not self._replace)
         return written
+
+    def _insert_new(self, batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
+                    window_days: int) -> int:
+        """Keys not stored when the batch was read: one straight COPY. If another run stored
+        some of them since, the COPY fails inside a savepoint and they are upserted."""
+        try:
+            with self._conn.transaction():
+                return self._copy_new(batch, vectors, spec, window_days)
+        except (errors.UniqueViolation, errors.DeadlockDetected):
+            return self._upsert(batch, vectors, spec, window_days)
 
     @staticmethod
     def _check(written: int, expected: int, spec: ModelSpec, at_most: bool = False) -> None:
@@ -234,7 +237,9 @@ class EmbeddingWriter:
 
     def _upsert(self, batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
                 window_days: int) -> int:
-        """Re-runs: replace stored keys, one writer per model at a time (no deadlocks)."""
+        """Stored keys: replace them (or keep them, --skip-existing), one writer per model at
+        a time. Callers take the models in sorted order (encode_and_store), so two runs
+        never wait on each other's locks in a cycle."""
         self._conn.execute("select pg_advisory_xact_lock(%s, hashtext(%s))",
                            (LOCK_NAMESPACE, spec.model_id))
         self._copy_into(sql.Identifier("encoded_embeddings"),
