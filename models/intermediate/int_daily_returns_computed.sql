@@ -82,7 +82,7 @@ stored_ends as (
 
     where false
 
-{% endif %}
+    {% endif %}
 
 ),
 
