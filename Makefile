@@ -83,7 +83,7 @@ lint: install
 
 test: install lint
 	@$(WITH_DB) export PATH="$(BIN):$$PATH" && \
-	rc=0 && pytest tests/python -p no:cacheprovider -q || rc=$$?; \
+	rc=0 && pytest tests/python -p no:cacheprovider -q -rs || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
 

@@ -163,17 +163,19 @@ def test_sigkill_keeps_whole_batches_and_a_rerun_completes(demo_db: Database) ->
                                   reference_vector(window, 384), 21, instrument_id)
 
 
-def _private_cluster(db: Database) -> PrivateCluster | None:
+def _private_cluster(db: Database) -> tuple[PrivateCluster | None, str]:
     cluster = PrivateCluster(PROJECT_DIR)
-    if cluster.running() and str(cluster.port()) == db.env["PGPORT"]:
-        return cluster
-    return None
+    running, port = cluster.running(), str(cluster.port())
+    if running and port == db.env["PGPORT"]:
+        return cluster, ""
+    return None, (f"the private cluster in {cluster.root} is {'' if running else 'not '}"
+                  f"running on port {port}; the tests use port {db.env['PGPORT']}")
 
 
 def test_database_going_away_mid_run(demo_db: Database) -> None:
-    cluster = _private_cluster(demo_db)
+    cluster, why_not = _private_cluster(demo_db)
     if cluster is None:
-        pytest.skip("needs the project's private cluster, which this test restarts")
+        pytest.skip(f"needs the project's private cluster, which this test restarts: {why_not}")
     model = "num-portfolio-core-v1"
     process = _backfill_process(demo_db, *RANGE_RUN, "--model-id", model)
     _wait_for_stored(process)
@@ -219,8 +221,8 @@ def test_concurrent_reruns_with_models_in_either_order_do_not_deadlock(
         demo_db: Database) -> None:
     """Re-runs upsert stored keys under one lock per model; two runs naming the same models
     in opposite orders take those locks in one order, batch after small batch."""
-    models = ["num-regime-core-v1", "num-scenario-core-v1"]
-    args = ["--as-of", "2025-01-23", "--market-id", "US_EQ", "--limit", "80", "--offset", "200",
+    models = ["num-profile-core-v1", "num-regime-core-v1"]  # a date no other test reads
+    args = ["--as-of", "2024-11-14", "--market-id", "US_EQ", "--limit", "80", "--offset", "200",
             "--batch-size", "1", "--no-tests"]
     first = demo_db.backfill(*args, *[a for m in models for a in ("--model-id", m)])
     assert first.returncode == 0, first.stderr
@@ -232,7 +234,7 @@ def test_concurrent_reruns_with_models_in_either_order_do_not_deadlock(
         assert process.returncode == 0, stderr
         assert " vectors=160 " in stdout  # every key replaced, none lost
     for model in models:
-        assert len({k for k in stored_keys(demo_db, model) if k[1] == dt.date(2025, 1, 23)}) == 80
+        assert len({k for k in stored_keys(demo_db, model) if k[1] == dt.date(2024, 11, 14)}) == 80
 
 
 ORIGINAL_TABLES = """
