@@ -121,26 +121,30 @@ stored_windows as (
 
 ),
 
-requests_to_stage as (
+requests_marked as (
 
-    select window_requests.*
+    select
+        window_requests.*,
+        stored_windows.instrument_id is not null as is_stored
 
     from window_requests
     left join stored_windows
         on stored_windows.instrument_id = window_requests.instrument_id
         and stored_windows.as_of_date = window_requests.as_of_date
-    where stored_windows.instrument_id is null
+
+),
+
+requests_to_stage as (
+
+    select * from requests_marked
+    where not is_stored
 
 ),
 
 stored_requests as (
 
-    select window_requests.*
-
-    from window_requests
-    inner join stored_windows
-        on stored_windows.instrument_id = window_requests.instrument_id
-        and stored_windows.as_of_date = window_requests.as_of_date
+    select * from requests_marked
+    where is_stored
 
 ),
 

@@ -9,14 +9,14 @@ import numpy as np
 
 from prometheus.numeric.registry import ModelSpec
 from prometheus.numeric.store import copy_rows, json_ints, window_specs
-from prometheus.numeric.windows import BOUNDS_ROW, NO_TRADING_DAYS, PG_EPOCH, WindowBatch
+from prometheus.numeric.windows import BOUNDS_ROW, NO_TRADING_DAYS, PG_EPOCH, StagedWindows
 
 
 def days(day: str) -> int:
     return int((np.datetime64(day, "D") - PG_EPOCH).astype(int))
 
 
-def batch_of_two() -> WindowBatch:
+def batch_of_two() -> StagedWindows:
     bounds = np.zeros(2, dtype=BOUNDS_ROW)
     bounds["window_seq"] = [7, 9]
     bounds["selection_rank"] = [1, 2]
@@ -30,7 +30,7 @@ def batch_of_two() -> WindowBatch:
     bounds["rows_rejected"] = [0, 12345]
     bounds["trading_days_after_end"] = [0, NO_TRADING_DAYS]
     bounds["is_stale"] = [0, 1]
-    return WindowBatch(bounds, np.zeros((2, 3, 3)), {1: "US_EQ_0001", 2: "ÉU_7"})
+    return StagedWindows(bounds, {1: "US_EQ_0001", 2: "ÉU_7"})
 
 
 def test_json_ints_are_fixed_width_numbers_and_null() -> None:

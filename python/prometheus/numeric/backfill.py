@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import logging
 import time
@@ -13,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psycopg
 from psycopg import sql
 
@@ -52,7 +50,6 @@ STAGED_NODES = (
     "stg_embeddings__numeric_window_embeddings",
 )
 STAGING_LOCK = "staging"
-NO_FEATURES = np.empty((0, 0, 3))
 RETURNS_NODE_NAME = "int_daily_returns_computed"
 WINDOWS_NODE_NAME = "numeric_windows"
 # After a run, dbt checks what the run wrote against the contract: vector lengths per model,
@@ -144,7 +141,6 @@ select
     count(distinct as_of_date),
     count(*) filter (where window_status = 'ok'),
     count(*) filter (where window_status = 'insufficient_history'),
-    count(*) filter (where window_status = 'insufficient_history'),
     count(*) filter (where rows_filled > 0),
     count(*) filter (where is_stale),
     count(*) filter (where window_status = 'already_stored')
@@ -180,20 +176,20 @@ def encode_and_store(windows: str, returns: str, embeddings: str, run_id: str,
             psycopg.connect(conninfo, autocommit=True) as writer_conn:
         writer = EmbeddingWriter(writer_conn, embeddings, windows, run_id, replace=replace)
         # The next batch is read and encoded (one thread, its own connection) while this
-        # one is written; the float64 features are dropped once encoded (memory).
+        # one is written; only its windows and vectors are kept, not the float64 features.
         encoded_batches = prefetch(
-            (dataclasses.replace(batch, features=NO_FEATURES),
-             [encode(batch.features, spec) for spec in specs])
+            (batch.windows, [encode(batch.features, spec) for spec in specs])
             for batch in read_windows(reader, windows, returns, run_id, window_days,
                                       embeddings, models, batch_size))
         # closing: on a write error the reading thread stops before its connection closes.
         with contextlib.closing(encoded_batches):
-            for batch, vectors in encoded_batches:
+            for staged, vectors in encoded_batches:
                 with writer_conn.transaction():
                     for model_bit, (spec, model_vectors) in enumerate(
                             zip(specs, vectors, strict=True)):
-                        stored += writer.write(batch, model_vectors, spec, window_days, model_bit)
-                encoded += len(batch)
+                        stored += writer.write(staged, model_vectors, spec, window_days,
+                                               model_bit)
+                encoded += len(staged)
                 if on_batch is not None:
                     on_batch(encoded, stored)
     return stored
@@ -286,9 +282,11 @@ class Backfill:
                   "run_id": sql.Literal(summary.run_id)}
         row = conn.execute(sql.SQL(RUN_COUNTS).format(**params)).fetchone()
         assert row is not None
-        (summary.instruments, summary.as_of_dates, summary.embedded, summary.skipped,
+        (summary.instruments, summary.as_of_dates, summary.embedded,
          summary.insufficient_history, summary.filled, summary.stale,
          summary.already_stored) = (int(v) for v in row)
+        # A window is skipped for one reason only: too little history.
+        summary.skipped = summary.insufficient_history
         rejected_row = conn.execute(sql.SQL(RUN_REJECTED_ROWS).format(**params)).fetchone()
         summary.rejected_rows = int(rejected_row[0]) if rejected_row else 0
 

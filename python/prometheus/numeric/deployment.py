@@ -53,8 +53,7 @@ def _table(schema: str) -> sql.Composable:
 
 
 def is_recorded(conn: psycopg.Connection, schema: str, key: str) -> bool:
-    row = conn.execute("select to_regclass(%s)", (_table(schema).as_string(conn),)).fetchone()
-    if row is None or row[0] is None:
+    if not relation_exists(conn, _table(schema).as_string(conn)):
         return False
     return conn.execute(sql.SQL("select 1 from {} where deployment_key = %s").format(
         _table(schema)), (key,)).fetchone() is not None

@@ -25,7 +25,7 @@ from prometheus.numeric.windows import (
     PG_EPOCH,
     PGCOPY_SIGNATURE,
     PGCOPY_TRAILER,
-    WindowBatch,
+    StagedWindows,
 )
 
 PGCOPY_HEADER = PGCOPY_SIGNATURE + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
@@ -98,7 +98,7 @@ def json_bools(values: NDArray[np.integer]) -> NDArray[np.uint8]:
     return _ascii(np.where(values.astype(bool), b" true", b"false"), 5)
 
 
-def window_specs(batch: WindowBatch, spec: ModelSpec, window_days: int,
+def window_specs(batch: StagedWindows, spec: ModelSpec, window_days: int,
                  run_id: str) -> NDArray[np.uint8]:
     """The window_spec JSON text of every window of the batch: (n, length) bytes.
 
@@ -141,7 +141,7 @@ def _be(values: NDArray[np.generic] | int, dtype: str, n: int) -> NDArray[np.uin
     return np.ascontiguousarray(column).view(np.uint8).reshape(n, -1)
 
 
-def copy_rows(batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
+def copy_rows(batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpec,
               window_days: int, run_id: str) -> memoryview:
     """The COPY BINARY rows (no header) of (COPY_COLUMNS) for the whole batch.
 
@@ -188,7 +188,7 @@ class EmbeddingWriter:
         self._run_id = run_id
         conn.execute(CREATE_STAGING)
 
-    def write(self, batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
+    def write(self, batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpec,
               window_days: int, model_bit: int) -> int:
         """Store the batch's vectors for one model (bit model_bit of the batch's
         stored_models); returns how many rows were written."""
@@ -196,16 +196,16 @@ class EmbeddingWriter:
         new = ~stored
         written = 0
         if new.any():
-            written += self._insert_new(_subset(batch, new) if stored.any() else batch,
+            written += self._insert_new(batch.subset(new) if stored.any() else batch,
                                         vectors[new], spec, window_days)
         if self._replace and stored.any():
-            written += self._upsert(_subset(batch, stored), vectors[stored], spec, window_days)
+            written += self._upsert(batch.subset(stored), vectors[stored], spec, window_days)
         # With --skip-existing, keys another run stored meanwhile are left as they are.
         self._check(written, len(batch) if self._replace else int(new.sum()), spec,
                     at_most=not self._replace)
         return written
 
-    def _insert_new(self, batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
+    def _insert_new(self, batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpec,
                     window_days: int) -> int:
         """Keys not stored when the batch was read: one straight COPY. If another run stored
         some of them since, the COPY fails inside a savepoint and they are upserted."""
@@ -221,7 +221,7 @@ class EmbeddingWriter:
             raise PipelineError(f"model {spec.model_id}: stored {written} of {expected} "
                                 "vectors of a batch; the batch was rolled back")
 
-    def _copy_new(self, batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
+    def _copy_new(self, batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpec,
                   window_days: int) -> int:
         rows = copy_rows(batch, vectors, spec, window_days, self._run_id)
         return self._copy_into(self._embeddings, rows)
@@ -235,7 +235,7 @@ class EmbeddingWriter:
                 copy.write(PGCOPY_TRAILER)
             return cur.rowcount
 
-    def _upsert(self, batch: WindowBatch, vectors: NDArray[np.float32], spec: ModelSpec,
+    def _upsert(self, batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpec,
                 window_days: int) -> int:
         """Stored keys: replace them (or keep them, --skip-existing), one writer per model at
         a time. Callers take the models in sorted order (encode_and_store), so two runs
@@ -251,11 +251,6 @@ class EmbeddingWriter:
             written = cur.rowcount
             cur.execute("truncate encoded_embeddings")
         return written
-
-
-def _subset(batch: WindowBatch, mask: NDArray[np.bool_]) -> WindowBatch:
-    features = batch.features[mask] if len(batch.features) else batch.features  # dropped
-    return WindowBatch(batch.bounds[mask], features, batch.instrument_ids)
 
 
 def _advisory(function: str, shared: bool) -> str:

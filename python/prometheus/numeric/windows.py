@@ -140,9 +140,11 @@ copy (
 
 
 @dataclass(frozen=True)
-class WindowBatch:
-    bounds: np.ndarray  # BOUNDS_ROW per window: keys and what window_spec says of it
-    features: NDArray[np.float64]  # (n, window_days, 3): close, volume, log_return
+class StagedWindows:
+    """Which windows a batch holds: their BOUNDS_ROW (keys, and what window_spec says of
+    each) and the instrument ids by selection_rank. All the writer needs."""
+
+    bounds: np.ndarray
     instrument_ids: dict[int, str]  # selection_rank -> instrument_id
 
     @property
@@ -151,6 +153,22 @@ class WindowBatch:
 
     def __len__(self) -> int:
         return int(self.bounds.shape[0])
+
+    def subset(self, mask: NDArray[np.bool_]) -> StagedWindows:
+        return StagedWindows(self.bounds[mask], self.instrument_ids)
+
+
+@dataclass(frozen=True)
+class WindowBatch:
+    windows: StagedWindows
+    features: NDArray[np.float64]  # (n, window_days, 3): close, volume, log_return
+
+    @property
+    def window_seqs(self) -> NDArray[np.int64]:
+        return self.windows.window_seqs
+
+    def __len__(self) -> int:
+        return len(self.windows)
 
 
 def read_copy_rows(conn: psycopg.Connection, statement: sql.Composable,
@@ -217,7 +235,7 @@ def gather_windows(bounds: np.ndarray, history: np.ndarray, window_days: int,
     features[:, :, 1] = history["volume"][index]
     features[:, :, 2] = history["log_return"][index]
     features[:, :, 2][np.arange(window_days)[None, :] < filled[:, None]] = 0.0  # filled rows
-    return WindowBatch(bounds, features, instrument_ids or {})
+    return WindowBatch(StagedWindows(bounds, instrument_ids or {}), features)
 
 
 def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relation: str,
