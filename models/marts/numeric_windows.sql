@@ -234,13 +234,21 @@ rows_before_span as (
 
 rejected_in_span as (
 
-    select prices.instrument_id, prices.trade_date
+    -- An index probe per instrument: is_valid is not indexable, and a join here was
+    -- planned as a scan of all of prices_daily.
+    select
+        request_spans.instrument_id,
+        rejected.trade_date
 
     from request_spans
-    inner join prices
-        on prices.instrument_id = request_spans.instrument_id
-        and prices.trade_date between request_spans.first_date and request_spans.last_date
-    where not prices.is_valid
+    cross join lateral (
+        select prices.trade_date
+        from prices
+        where prices.instrument_id = request_spans.instrument_id
+            and prices.trade_date between request_spans.first_date and request_spans.last_date
+            and not prices.is_valid
+        offset 0
+    ) as rejected
 
 ),
 
@@ -257,7 +265,9 @@ events as (
         null::date as as_of_date,
         rows_before_span.trade_date as row_date,
         null::date as lagged_date,
-        rows_before_span.next_date
+        rows_before_span.next_date,
+        null::text as market_id,
+        null::bigint as selection_rank
     from rows_before_span
 
     union all
@@ -271,7 +281,9 @@ events as (
         null::date as as_of_date,
         trade_date as row_date,
         lagged_date,
-        next_date
+        next_date,
+        null::text as market_id,
+        null::bigint as selection_rank
     from returns_in_span
 
     union all
@@ -285,7 +297,9 @@ events as (
         null::date as as_of_date,
         null::date as row_date,
         null::date as lagged_date,
-        null::date as next_date
+        null::date as next_date,
+        null::text as market_id,
+        null::bigint as selection_rank
     from rejected_in_span
 
     union all
@@ -299,7 +313,9 @@ events as (
         as_of_date,
         null::date as row_date,
         null::date as lagged_date,
-        null::date as next_date
+        null::date as next_date,
+        null::text as market_id,
+        null::bigint as selection_rank
     from requests_to_stage
 
     union all
@@ -313,7 +329,9 @@ events as (
         as_of_date,
         null::date as row_date,
         null::date as lagged_date,
-        null::date as next_date
+        null::date as next_date,
+        market_id,
+        selection_rank
     from requests_to_stage
 
 ),
@@ -326,6 +344,8 @@ running_counts as (
         instrument_id,
         as_of_date,
         event_order,
+        market_id,
+        selection_rank,
         coalesce(max(valid_row_number) over by_event, 0) as valid_rows_so_far,
         sum(rejected_rows) over by_event as rejected_rows_so_far,
         max(row_date) over by_event as last_row_date,
@@ -345,10 +365,14 @@ window_bounds as (
 
     -- At the as-of marker: the last row (number, date) and the first row of a full window
     -- ending there; at the lookback marker: the rows before the lookback and the first row
-    -- after them.
+    -- after them. The as-of marker carries the request's instrument columns, so no join
+    -- back to the requests is needed (an underestimated join there once made PostgreSQL
+    -- re-run this whole sort once per window).
     select
         instrument_id,
         as_of_date,
+        max(market_id) filter (where event_order = 2) as market_id,
+        max(selection_rank) filter (where event_order = 2) as selection_rank,
         max(valid_rows_so_far) filter (where event_order = 2) as last_row_number,
         max(valid_rows_so_far) filter (where event_order = 0) as rows_before_lookback,
         max(rejected_rows_so_far) filter (where event_order = 2)
@@ -366,21 +390,25 @@ window_bounds as (
 windows_counted as (
 
     select
-        requests_to_stage.*,
-        window_bounds.last_row_number,
-        window_bounds.rows_rejected,
-        window_bounds.last_row_date,
-        window_bounds.full_window_start_date,
-        window_bounds.lookback_start_row_date,
+        {{ sql_text(params.run_id) }} as run_id,
+        instrument_id,
+        market_id,
+        selection_rank,
+        as_of_date,
+        {{ params.window_days }} as window_days,
+        {{ params.lookback_days }} as lookback_days,
+        {{ params.min_rows }} as min_rows,
+        last_row_number,
+        rows_rejected,
+        last_row_date,
+        full_window_start_date,
+        lookback_start_row_date,
         least(
-            requests_to_stage.window_days,
-            window_bounds.last_row_number - window_bounds.rows_before_lookback
+            {{ params.window_days }},
+            last_row_number - rows_before_lookback
         ) as rows_observed
 
-    from requests_to_stage
-    inner join window_bounds
-        on window_bounds.instrument_id = requests_to_stage.instrument_id
-        and window_bounds.as_of_date = requests_to_stage.as_of_date
+    from window_bounds
 
 ),
 
