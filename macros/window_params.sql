@@ -111,7 +111,7 @@
       'end_date': parse_date_var('end_date'),
       'frequency': frequency,
       'window_days': window_days,
-      'lookback_days': 3 * window_days,
+      'lookback_days': lookback_days(window_days),
       'min_rows': min_rows,
       'market_id': parse_text_var('market_id'),
       'limit': parse_int_var('limit', 0),
@@ -142,6 +142,11 @@
     {% endif %}
   {% endif %}
   {{ return(params) }}
+{% endmacro %}
+
+{% macro lookback_days(window_days) %}
+  {#- SPEC "One window": the calendar days before the as-of date a window may reach back. -#}
+  {{ return(3 * window_days) }}
 {% endmacro %}
 
 {% macro sql_text(value) %}

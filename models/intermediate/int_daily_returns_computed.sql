@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='append',
         pre_hook=[
-            "{{ set_staging_work_mem() }}",
+            "{{ set_staging_settings() }}",
             "{{ lock_daily_returns() }}",
             "{{ forget_changed_daily_returns() }}",
         ],
@@ -33,6 +33,12 @@ prices as (
 
 ),
 
+instruments as (
+
+    select * from {{ ref('stg_historical_db__instruments') }}
+
+),
+
 valid_prices as (
 
     select
@@ -46,20 +52,20 @@ valid_prices as (
 
 ),
 
+{% if is_incremental() %}
+
 stored_ends as (
 
-    {% if is_incremental() %}
-
-    -- Each priced instrument's last computed row: one probe of the
+    -- Each listed instrument's last computed row: one probe of the
     -- (instrument_id, valid_row_number) index per instrument, not a scan of the table.
     select
-        priced.instrument_id,
+        instruments.instrument_id,
         last_row.trade_date as last_trade_date,
         last_row.close as last_close,
-        last_row.valid_row_number as last_row_number
+        coalesce(last_row.valid_row_number, 0) as last_row_number
 
-    from (select distinct instrument_id from valid_prices) as priced
-    cross join
+    from instruments
+    left join
         lateral (
             select
                 computed.trade_date,
@@ -67,39 +73,53 @@ stored_ends as (
                 computed.valid_row_number
 
             from {{ this }} as computed
-            where computed.instrument_id = priced.instrument_id
+            where computed.instrument_id = instruments.instrument_id
             order by computed.valid_row_number desc
             limit 1
         ) as last_row
-
-    {% else %}
-
-    select
-        null::text as instrument_id,
-        null::date as last_trade_date,
-        null::double precision as last_close,
-        null::bigint as last_row_number
-
-    where false
-
-    {% endif %}
+        on true
 
 ),
 
 new_prices as (
 
+    -- The rows after it: a range probe of the prices' (instrument_id, trade_date) key per
+    -- instrument, so a new day reads that day, not years of prices (offset 0 keeps the
+    -- probe from being flattened into a join that scans them).
     select
-        valid_prices.*,
+        new_rows.*,
         stored_ends.last_close,
-        coalesce(stored_ends.last_row_number, 0) as last_row_number
+        stored_ends.last_row_number
 
-    from valid_prices
-    left join stored_ends
-        on stored_ends.instrument_id = valid_prices.instrument_id
-    where stored_ends.instrument_id is null
-        or valid_prices.trade_date > stored_ends.last_trade_date
+    from stored_ends
+    cross join
+        lateral (
+            select valid_prices.*
+            from valid_prices
+            where valid_prices.instrument_id = stored_ends.instrument_id
+                and valid_prices.trade_date
+                > coalesce(stored_ends.last_trade_date, '-infinity'::date)
+            offset 0
+        ) as new_rows
 
 ),
+
+{% else %}
+
+new_prices as (
+
+    select
+        valid_prices.*,
+        null::double precision as last_close,
+        0 as last_row_number
+
+    from valid_prices
+    inner join instruments
+        on instruments.instrument_id = valid_prices.instrument_id
+
+),
+
+{% endif %}
 
 with_previous_close as (
 

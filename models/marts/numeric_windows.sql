@@ -4,7 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='run_id',
         on_schema_change='append_new_columns',
-        pre_hook="{{ set_staging_work_mem() }}",
+        pre_hook="{{ set_staging_settings() }}",
         indexes=[
             {'columns': ['run_id', 'window_seq'], 'unique': true},
             {'columns': ['instrument_id', 'as_of_date']},

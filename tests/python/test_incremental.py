@@ -142,3 +142,49 @@ def test_a_changed_returns_model_is_rebuilt_not_mixed(empty_db: Database) -> Non
         assert_equals_from_scratch(conn)
     assert after.keys() == before.keys()
     assert all(not after[i] & before[i] for i in before)  # every row rewritten
+
+
+def test_a_run_checks_the_rows_it_reads_and_a_plain_run_checks_all(
+        empty_db: Database) -> None:
+    """A staging run checks the stored rows its windows read (from the last row before its
+    first lookback through its last as-of date), so a daily run does not re-hash years of
+    history; a correction older than that waits for the run that reads it, or for a plain
+    `dbt run`, which checks every row."""
+    with empty_db.connect() as conn:
+        load_demo(conn, "public", SHAPE)
+        ids = [r[0] for r in conn.execute(
+            "select distinct instrument_id from prices_daily order by 1")]
+    args = ["--as-of", "2024-12-31", "--market-id", "US_EQ", "--limit", "5", "--no-tests"]
+    first = empty_db.backfill(*args)
+    assert first.returncode == 0, first.stderr
+    span_first = dt.date(2024, 12, 31) - dt.timedelta(days=3 * 63)
+    old, boundary, recent = ids[2], ids[4], ids[6]
+    with empty_db.connect() as conn:
+        before = row_versions(conn)
+        # boundary: its last row before the span, whose close the span's first return uses
+        boundary_date = conn.execute(
+            f"select max(trade_date) from {RETURNS} where instrument_id = %s"
+            " and trade_date < %s", (boundary, span_first)).fetchone()[0]
+        for instrument_id, day in ((old, dt.date(2024, 6, 10)), (boundary, boundary_date),
+                                   (recent, dt.date(2024, 11, 1))):
+            updated = conn.execute(
+                "update prices_daily set close = close * 1.01"
+                " where instrument_id = %s and trade_date = %s", (instrument_id, day))
+            assert updated.rowcount == 1, (instrument_id, day)
+    second = empty_db.backfill(*args)
+    assert second.returncode == 0, second.stderr
+    with empty_db.connect() as conn:
+        after = row_versions(conn)
+        expected, stored = expected_returns(conn), stored_returns(conn)
+    for instrument_id in (boundary, recent):
+        assert not after[instrument_id] & before[instrument_id], instrument_id  # recomputed
+    assert after[old] == before[old]  # outside what the run reads: not checked yet
+    stale = [key for key in expected if key[0] == old and stored[key][:2] != expected[key][:2]]
+    assert stale == [(old, dt.date(2024, 6, 10))]
+    assert all(after[i] == before[i] for i in ids if i not in (old, boundary, recent))
+
+    plain = empty_db.dbt(*STAGE)
+    assert plain.returncode == 0, plain.stdout
+    with empty_db.connect() as conn:
+        assert_equals_from_scratch(conn)
+        assert not row_versions(conn)[old] & before[old]
