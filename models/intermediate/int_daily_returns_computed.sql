@@ -25,17 +25,12 @@
 -- (without them a 3-year range run's staging took 50 s instead of 10 s); later appends are
 -- left to autovacuum's analyze.
 
+-- depends_on: {{ ref('stg_historical_db__instruments') }}
 with
 
 prices as (
 
     select * from {{ ref('stg_historical_db__prices_daily') }}
-
-),
-
-instruments as (
-
-    select * from {{ ref('stg_historical_db__instruments') }}
 
 ),
 
@@ -54,10 +49,26 @@ valid_prices as (
 
 {% if is_incremental() %}
 
+instruments as (
+
+    -- The instruments to bring up to date: those listed, those the run names (an
+    -- instrument may have prices without being listed) and those already computed.
+    select instrument_id from {{ ref('stg_historical_db__instruments') }}
+
+    union
+
+    select unnest(array[{{ sql_text_list(parse_text_list_var('instrument_ids')) }}]::text[])
+
+    union
+
+    select instrument_id from {{ stored_instrument_ids(this) }} as stored_ids
+
+),
+
 stored_ends as (
 
-    -- Each listed instrument's last computed row: one probe of the
-    -- (instrument_id, valid_row_number) index per instrument, not a scan of the table.
+    -- Each one's last computed row: one probe of the (instrument_id, valid_row_number)
+    -- index per instrument, not a scan of the table.
     select
         instruments.instrument_id,
         last_row.trade_date as last_trade_date,
@@ -114,8 +125,6 @@ new_prices as (
         0 as last_row_number
 
     from valid_prices
-    inner join instruments
-        on instruments.instrument_id = valid_prices.instrument_id
 
 ),
 

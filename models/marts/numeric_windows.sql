@@ -1,10 +1,9 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='run_id',
+        incremental_strategy='append',
         on_schema_change='append_new_columns',
-        pre_hook="{{ set_staging_settings() }}",
+        pre_hook=["{{ set_staging_settings() }}", "{{ forget_staged_run() }}"],
         indexes=[
             {'columns': ['run_id', 'window_seq'], 'unique': true},
             {'columns': ['instrument_id', 'as_of_date']},

@@ -21,33 +21,26 @@ expected as (
 
 ),
 
-stored as (
-
-    select
-        entity_id,
-        as_of_date,
-        model_id
-
-    from {{ embeddings }}
-    where entity_type = 'INSTRUMENT'
-
-),
-
 final as (
 
+    -- A probe of the embeddings' unique key per expected vector (limit 1 keeps it a probe:
+    -- as a not-exists anti-join, PostgreSQL hashed the whole table for a run of 500).
     select
         expected.instrument_id,
         expected.as_of_date,
         expected.model_id
 
     from expected
-    where not exists (
-        select 1
-        from stored
-        where stored.entity_id = expected.instrument_id
+    left join lateral (
+        select 1 as is_stored
+        from {{ embeddings }} as stored
+        where stored.entity_type = 'INSTRUMENT'
+            and stored.entity_id = expected.instrument_id
             and stored.as_of_date = expected.as_of_date
             and stored.model_id = expected.model_id
-    )
+        limit 1
+    ) as found on true
+    where found.is_stored is null
 
 )
 

@@ -148,14 +148,33 @@ from {windows}
 where run_id = {run_id}
 """
 
+# The rejected rows inside the run's windows. Per instrument, a key-range probe of the
+# prices over the span of its windows (offset 0 keeps it a probe: a join here scanned every
+# price row), then the rows no window of the run covers are dropped.
 RUN_REJECTED_ROWS = """
+with spans as (
+    select
+        instrument_id,
+        min(as_of_date - lookback_days) as first_date,
+        max(as_of_date) as last_date
+    from {windows}
+    where run_id = {run_id}
+    group by instrument_id
+)
 select count(*)
-from {rejected} as rejected
+from spans
+cross join lateral (
+    select rejected.trade_date
+    from {rejected} as rejected
+    where rejected.instrument_id = spans.instrument_id
+        and rejected.trade_date between spans.first_date and spans.last_date
+    offset 0
+) as rejected
 where exists (
     select 1
     from {windows} as windows
     where windows.run_id = {run_id}
-        and windows.instrument_id = rejected.instrument_id
+        and windows.instrument_id = spans.instrument_id
         and rejected.trade_date between windows.as_of_date - windows.lookback_days
         and windows.as_of_date
 )
