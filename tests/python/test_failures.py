@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import psycopg
 import pytest
 
 from prometheus.numeric.demo_data import MarketShape, demo_instruments, generate_prices
@@ -273,6 +274,27 @@ def _load_original_tables(db: Database) -> None:
                     copy.write(line)
 
 
+def column_compressions(conn: psycopg.Connection) -> dict[str, str]:
+    """pg_attribute.attcompression of the compressible columns ('' = the server default)."""
+    rows = conn.execute(
+        "select attname::text, attcompression::text from pg_attribute where attrelid ="
+        " 'numeric_window_embeddings'::regclass and attname in ('vector', 'window_spec')")
+    return dict(rows.fetchall())
+
+
+def test_a_created_table_compresses_with_lz4(demo_db: Database, original_run) -> None:
+    with demo_db.connect() as conn:
+        if not conn.execute("select 'lz4' = any(enumvals) from pg_settings"
+                            " where name = 'default_toast_compression'").fetchone()[0]:
+            pytest.skip("this PostgreSQL was built without lz4")
+        assert column_compressions(conn) == {"vector": "l", "window_spec": "l"}
+        compressed = conn.execute(
+            "select count(*), count(*) filter (where pg_column_compression(vector) = 'lz4')"
+            " from numeric_window_embeddings where model_id = 'num-stab-core-v1'"
+            " and as_of_date = '2025-01-31'").fetchone()
+    assert compressed[0] > 0 and compressed == (compressed[0], compressed[0])
+
+
 def test_existing_original_tables_get_the_unique_key(empty_db: Database) -> None:
     _load_original_tables(empty_db)
     with empty_db.connect() as conn:
@@ -292,6 +314,7 @@ def test_existing_original_tables_get_the_unique_key(empty_db: Database) -> None
             "select entity_id, vector from numeric_window_embeddings where as_of_date ="
             " '2025-01-31' and model_id = 'num-stab-core-v1' order by entity_id").fetchall()
         assert keys == (1,) and old == (1,)
+        assert column_compressions(conn) == {"vector": "", "window_spec": ""}  # as it was
         assert len(stored) == 416
         for instrument_id, vector in stored[::7]:
             window = reference_window(conn, instrument_id, dt.date(2025, 1, 31), 63)
