@@ -91,45 +91,36 @@ window_requests as (
 
 ),
 
-stored_windows as (
+requests_marked as (
 
     {% if skip_existing_model_ids %}
 
+    -- A request is stored when every one of those models has its key: a probe of the
+    -- embeddings' unique key per request, so the cost follows the run, not the table.
     select
-        embeddings.entity_id as instrument_id,
-        embeddings.as_of_date
+        window_requests.*,
+        stored_models.model_count
+        = {{ skip_existing_model_ids | unique | list | length }} as is_stored
 
-    from embeddings
-    inner join as_of_dates
-        on as_of_dates.as_of_date = embeddings.as_of_date
-    where embeddings.entity_type = 'INSTRUMENT'
-        and embeddings.model_id in ({{ sql_text_list(skip_existing_model_ids) }})
-    group by embeddings.entity_id, embeddings.as_of_date
-    -- The unique key allows one row per model: count(*) counts the models (and hashes).
-    having count(*) = {{ skip_existing_model_ids | unique | list | length }}
+    from window_requests
+    cross join lateral (
+        select count(*) as model_count
+        from embeddings
+        where embeddings.entity_type = 'INSTRUMENT'
+            and embeddings.entity_id = window_requests.instrument_id
+            and embeddings.as_of_date = window_requests.as_of_date
+            and embeddings.model_id in ({{ sql_text_list(skip_existing_model_ids) }})
+    ) as stored_models
 
-{% else %}
-
-    select
-        null::text as instrument_id,
-        null::date as as_of_date
-
-    where false
-
-    {% endif %}
-
-),
-
-requests_marked as (
+    {% else %}
 
     select
         window_requests.*,
-        stored_windows.instrument_id is not null as is_stored
+        false as is_stored
 
     from window_requests
-    left join stored_windows
-        on stored_windows.instrument_id = window_requests.instrument_id
-        and stored_windows.as_of_date = window_requests.as_of_date
+
+    {% endif %}
 
 ),
 
