@@ -26,36 +26,6 @@
 {%- endmacro %}
 
 
-{#
-  The distinct instrument_ids of a relation keyed by (instrument_id, ...), as a subquery: a
-  skip scan of its index (one probe per instrument, 0.08 s for 1,485 instruments and 1.25
-  million rows) instead of reading every row.
-#}
-{% macro stored_instrument_ids(relation) -%}
-    (
-        with recursive instrument_ids as (
-            (
-                select first_row.instrument_id
-                from {{ relation }} as first_row
-                order by first_row.instrument_id
-                limit 1
-            )
-            union all
-            select (
-                select next_row.instrument_id
-                from {{ relation }} as next_row
-                where next_row.instrument_id > instrument_ids.instrument_id
-                order by next_row.instrument_id
-                limit 1
-            )
-            from instrument_ids
-            where instrument_ids.instrument_id is not null
-        )
-        select instrument_id from instrument_ids where instrument_id is not null
-    )
-{%- endmacro %}
-
-
 {% macro lock_daily_returns() -%}
     select pg_advisory_xact_lock({{ advisory_lock_namespace() }}, hashtext('daily_returns'))
 {%- endmacro %}

@@ -42,7 +42,7 @@ selected_markets as (
 
 ),
 
-calendar_instruments as (
+calendar_instruments as materialized (
 
     select instruments.instrument_id
     from instruments
@@ -58,13 +58,21 @@ calendar_instruments as (
 
 trading_days as (
 
-    select distinct daily_returns.trade_date
+    -- The days in the range with any valid row (a skip scan of the trade_date index), kept
+    -- when one of the calendar's instruments has a row that day: probed one instrument at a
+    -- time, usually the first has one. Not a read of every row in the range.
+    select row_dates.trade_date
 
-    from daily_returns
-    inner join calendar_instruments
-        on calendar_instruments.instrument_id = daily_returns.instrument_id
-    where daily_returns.trade_date
-        between {{ sql_date(params.start_date) }} and {{ sql_date(params.end_date) }}
+    from {{ skip_scan_trade_dates(ref('int_daily_returns_computed'),
+        sql_date(params.start_date), sql_date(params.end_date)) }} as row_dates
+    cross join lateral (
+        select 1 as has_row
+        from calendar_instruments
+        inner join daily_returns
+            on daily_returns.instrument_id = calendar_instruments.instrument_id
+        where daily_returns.trade_date = row_dates.trade_date
+        limit 1
+    ) as traded
 
 ),
 

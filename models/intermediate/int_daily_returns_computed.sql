@@ -11,6 +11,7 @@
         indexes=[
             {'columns': ['instrument_id', 'trade_date'], 'unique': true},
             {'columns': ['instrument_id', 'valid_row_number'], 'unique': true},
+            {'columns': ['trade_date', 'instrument_id']},
         ],
     )
 }}

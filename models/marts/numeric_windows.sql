@@ -426,18 +426,40 @@ windows_dated as (
 
 ),
 
+dates_with_rows as (
+
+    -- The days in the span with any valid row, by a skip scan of the (trade_date) index:
+    -- one probe per day, not a read of every row in the span.
+    select trade_date
+    from {{ skip_scan_trade_dates(ref('int_daily_returns_computed'),
+        '(select first_date from request_span)', '(select last_date from request_span)') }}
+        as row_dates
+
+),
+
 market_trading_days as (
 
-    select distinct
-        instruments.market_id,
-        daily_returns.trade_date
+    -- A day a selected market traded: one of its instruments has a row that day, found by
+    -- probing its instruments in turn (usually the first has one).
+    select
+        selected_markets.market_id,
+        dates_with_rows.trade_date
 
-    from daily_returns
-    inner join instruments
-        on instruments.instrument_id = daily_returns.instrument_id
-    cross join request_span
-    where instruments.market_id in (select market_id from selected_instruments)
-        and daily_returns.trade_date between request_span.first_date and request_span.last_date
+    from (
+        select distinct market_id
+        from selected_instruments
+        where market_id is not null
+    ) as selected_markets
+    cross join dates_with_rows
+    cross join lateral (
+        select 1 as has_row
+        from instruments
+        inner join daily_returns
+            on daily_returns.instrument_id = instruments.instrument_id
+        where instruments.market_id = selected_markets.market_id
+            and daily_returns.trade_date = dates_with_rows.trade_date
+        limit 1
+    ) as traded
 
 ),
 
