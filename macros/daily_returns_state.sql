@@ -62,7 +62,7 @@ using (
 
     instruments as (
 
-        select instrument_id from {{ stored_instrument_ids(this) }} as stored_ids
+        select instrument_id from {{ skip_scan_distinct(this, 'instrument_id') }} as stored_ids
 
     ),
 

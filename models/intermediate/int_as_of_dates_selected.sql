@@ -63,7 +63,7 @@ trading_days as (
     -- time, usually the first has one. Not a read of every row in the range.
     select row_dates.trade_date
 
-    from {{ skip_scan_trade_dates(ref('int_daily_returns_computed'),
+    from {{ skip_scan_distinct(ref('int_daily_returns_computed'), 'trade_date',
         sql_date(params.start_date), sql_date(params.end_date)) }} as row_dates
     cross join lateral (
         select 1 as has_row

@@ -431,7 +431,7 @@ dates_with_rows as (
     -- The days in the span with any valid row, by a skip scan of the (trade_date) index:
     -- one probe per day, not a read of every row in the span.
     select trade_date
-    from {{ skip_scan_trade_dates(ref('int_daily_returns_computed'),
+    from {{ skip_scan_distinct(ref('int_daily_returns_computed'), 'trade_date',
         '(select first_date from request_span)', '(select last_date from request_span)') }}
         as row_dates
 
