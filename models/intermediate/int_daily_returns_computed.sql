@@ -96,8 +96,9 @@ stored_ends as (
 new_prices as (
 
     -- The rows after it: a range probe of the prices' (instrument_id, trade_date) key per
-    -- instrument, so a new day reads that day, not years of prices (offset 0 keeps the
-    -- probe from being flattened into a join that scans them).
+    -- instrument, so a new day reads that day, not years of prices. PostgreSQL cannot know
+    -- that the stored ends are recent, so as a join it plans for a third of every history
+    -- and scans all the prices; the lateral subquery with offset 0 keeps it a probe.
     select
         new_rows.*,
         stored_ends.last_close,

@@ -224,8 +224,9 @@ rows_before_span as (
 
 rejected_in_span as (
 
-    -- An index probe per instrument: is_valid is not indexable, and a join here was
-    -- planned as a scan of all of prices_daily.
+    -- An index probe of the prices' key per instrument over its span. As a join, PostgreSQL
+    -- cannot tell how short each span is and scans every price row; offset 0 keeps the
+    -- lateral subquery a probe.
     select
         request_spans.instrument_id,
         rejected.trade_date

@@ -1,49 +1,18 @@
 {{ config(materialized='view') }}
 
 -- Price rows that never enter a window (SPEC "Daily features" 1), with the reason.
+-- Flat (no WITH), like the staging views: PostgreSQL merges it into the query that reads
+-- it, so a filter or join on (instrument_id, trade_date) probes the prices' key.
 
-with
+select
+    prices.instrument_id,
+    instruments.market_id,
+    prices.trade_date,
+    prices.close,
+    prices.volume,
+    prices.rejection_reason
 
-prices as (
-
-    select * from {{ ref('stg_historical_db__prices_daily') }}
-
-),
-
-instruments as (
-
-    select * from {{ ref('stg_historical_db__instruments') }}
-
-),
-
-rejected as (
-
-    select
-        instrument_id,
-        trade_date,
-        close,
-        volume,
-        rejection_reason
-
-    from prices
-    where not is_valid
-
-),
-
-final as (
-
-    select
-        rejected.instrument_id,
-        instruments.market_id,
-        rejected.trade_date,
-        rejected.close,
-        rejected.volume,
-        rejected.rejection_reason
-
-    from rejected
-    left join instruments
-        on instruments.instrument_id = rejected.instrument_id
-
-)
-
-select * from final
+from {{ ref('stg_historical_db__prices_daily') }} as prices
+left join {{ ref('stg_historical_db__instruments') }} as instruments
+    on instruments.instrument_id = prices.instrument_id
+where not prices.is_valid

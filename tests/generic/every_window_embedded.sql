@@ -23,24 +23,20 @@ expected as (
 
 final as (
 
-    -- A probe of the embeddings' unique key per expected vector (limit 1 keeps it a probe:
-    -- as a not-exists anti-join, PostgreSQL hashed the whole table for a run of 500).
     select
         expected.instrument_id,
         expected.as_of_date,
         expected.model_id
 
     from expected
-    left join lateral (
-        select 1 as is_stored
+    where not exists (
+        select 1
         from {{ embeddings }} as stored
         where stored.entity_type = 'INSTRUMENT'
             and stored.entity_id = expected.instrument_id
             and stored.as_of_date = expected.as_of_date
             and stored.model_id = expected.model_id
-        limit 1
-    ) as found on true
-    where found.is_stored is null
+    )
 
 )
 

@@ -148,9 +148,10 @@ from {windows}
 where run_id = {run_id}
 """
 
-# The rejected rows inside the run's windows. Per instrument, a key-range probe of the
-# prices over the span of its windows (offset 0 keeps it a probe: a join here scanned every
-# price row), then the rows no window of the run covers are dropped.
+# The rejected rows inside the run's windows: per instrument, a key-range probe of the
+# prices over the span of its windows, then the rows no window of the run covers are dropped.
+# As a join, PostgreSQL cannot tell how short the spans are and scans every price row;
+# offset 0 keeps the lateral subquery a probe.
 RUN_REJECTED_ROWS = """
 with spans as (
     select
