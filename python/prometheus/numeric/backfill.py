@@ -35,7 +35,7 @@ from prometheus.numeric.pgcluster import use_server
 from prometheus.numeric.prefetch import prefetch
 from prometheus.numeric.progress import Progress
 from prometheus.numeric.registry import ModelSpec, load_registry, resolve_models
-from prometheus.numeric.store import EmbeddingWriter, lock, try_lock, unlock
+from prometheus.numeric.store import EmbeddingWriter, lock, refresh_statistics, try_lock, unlock
 from prometheus.numeric.windows import BATCH_WINDOWS, read_windows
 
 log = logging.getLogger("prometheus.numeric.backfill")
@@ -246,10 +246,14 @@ class Backfill:
                 self._count(conn, windows, dbt.relation_name(REJECTED_NODE), summary)
             if summary.embedded + summary.skipped + summary.already_stored == 0:
                 raise PipelineError(self._nothing_selected())
+            embeddings = dbt.relation_name(EMBEDDINGS_SOURCE)
             summary.vectors = self._encode_and_store(
-                windows, dbt.relation_name(RETURNS_NODE), dbt.relation_name(EMBEDDINGS_SOURCE),
-                run_id, summary.embedded)
+                windows, dbt.relation_name(RETURNS_NODE), embeddings, run_id, summary.embedded)
             if self.request.run_tests:
+                with psycopg.connect(autocommit=True) as conn:
+                    if refresh_statistics(conn, embeddings, summary.vectors):
+                        log.info("run %s: analyzed %s for the tests' plans", run_id,
+                                 embeddings)
                 log.info("run %s: testing the stored vectors with dbt", run_id)
                 dbt.invoke(["test", "--select", RUN_CHECKS], {"run_id": run_id})
         summary.seconds = time.monotonic() - started

@@ -253,6 +253,27 @@ class EmbeddingWriter:
         return written
 
 
+# autovacuum's default analyze threshold: a table is re-analyzed once this share changed.
+STALE_STATISTICS_SHARE = 0.1
+
+RELATION_ROWS = "select reltuples from pg_class where oid = to_regclass(%s)"
+
+
+def refresh_statistics(conn: psycopg.Connection, relation: str, rows_written: int) -> bool:
+    """ANALYZE relation when rows_written is a large share of it (or it was never analyzed),
+    as autovacuum would later. A run's tests read the rows it just wrote: with statistics
+    that predate them, PostgreSQL plans the vector checks for a few rows, in one process,
+    instead of a parallel scan. Returns whether it analyzed."""
+    row = conn.execute(RELATION_ROWS, (relation,)).fetchone()
+    if row is None or row[0] is None or rows_written == 0:
+        return False
+    estimated_rows = float(row[0])  # -1: never analyzed
+    if estimated_rows >= 0 and rows_written < STALE_STATISTICS_SHARE * estimated_rows:
+        return False
+    conn.execute(sql.SQL("analyze {}").format(sql.SQL(relation)))
+    return True
+
+
 def _advisory(function: str, shared: bool) -> str:
     return f"select {function}{'_shared' if shared else ''}(%s, hashtext(%s))"
 
