@@ -7,8 +7,10 @@ Expected failures print one line on stderr and no traceback; the summary is stdo
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime as dt
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -184,5 +186,21 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def exit_without_teardown(code: int) -> NoReturn:
+    """Exit with code like sys.exit, minus the interpreter's teardown. The atexit handlers
+    still run (logging flushes, multiprocessing releases its semaphores) and the streams are
+    flushed; only the freeing of every module and object dbt loaded is skipped, which took
+    0.5 s of a 4-5 s daily run. atexit._run_exitfuncs is CPython's own exit step."""
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run() -> NoReturn:
+    """The console script and `python -m`: main(), then a quick exit."""
+    exit_without_teardown(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

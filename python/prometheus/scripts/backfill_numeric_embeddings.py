@@ -4,9 +4,7 @@
         --window-days 63 --market-id US_EQ --limit 500 --model-id num-stab-core-v1
 """
 
-import sys
-
-from prometheus.numeric.cli import main
+from prometheus.numeric.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
