@@ -19,6 +19,8 @@ from prometheus.numeric.errors import PipelineError
 log = logging.getLogger("prometheus.numeric.dbt")
 
 PROJECT_NAME = "prometheus_numeric"
+# Commands that compile models into the manifest (see DbtRunner._manifest_compiled_models).
+MODEL_COMMANDS = {"run", "build", "compile"}
 FAILED_STATUSES = {"error", "fail", "runtime error"}
 _ERROR_HEADERS = ("compilation error", "database error", "runtime error", "failure in",
                   "dbt was unable", "completed with")
@@ -88,6 +90,10 @@ class DbtRunner:
         self.project_dir = project_dir
         self.profiles_dir = profiles_dir
         self._manifest: Any = None
+        # dbt compiles models into the manifest it is given: a second run or build of a
+        # model that reads ephemeral models, on the same manifest, finds their CTEs already
+        # injected and leaves them out ("relation __dbt__cte__... does not exist").
+        self._manifest_compiled_models = False
 
     def _common_args(self) -> list[str]:
         return [
@@ -118,6 +124,10 @@ class DbtRunner:
     def invoke(self, command: list[str], dbt_vars: dict[str, Any] | None = None
                ) -> dbtRunnerResult:
         args = [*command, *self._common_args()]
+        if command[0] in MODEL_COMMANDS:
+            if self._manifest_compiled_models:
+                self._manifest = None  # a fresh (partial) parse, about 0.1 s
+            self._manifest_compiled_models = True
         if dbt_vars:
             args += ["--vars", json.dumps(dbt_vars)]
         runner = dbtRunner(manifest=self.manifest(), callbacks=[self._on_event])
