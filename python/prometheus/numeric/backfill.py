@@ -244,7 +244,11 @@ class Backfill:
             windows = dbt.relation_name(WINDOWS_NODE)
             with psycopg.connect(autocommit=True) as conn:
                 self._count(conn, windows, dbt.relation_name(REJECTED_NODE), summary)
-            if summary.embedded + summary.skipped + summary.already_stored == 0:
+                staged = summary.embedded + summary.skipped + summary.already_stored
+                # The encoder's reads and the run's tests are planned on these rows.
+                if refresh_statistics(conn, windows, staged):
+                    log.info("run %s: analyzed %s", run_id, windows)
+            if staged == 0:
                 raise PipelineError(self._nothing_selected())
             embeddings = dbt.relation_name(EMBEDDINGS_SOURCE)
             summary.vectors = self._encode_and_store(
@@ -252,8 +256,7 @@ class Backfill:
             if self.request.run_tests:
                 with psycopg.connect(autocommit=True) as conn:
                     if refresh_statistics(conn, embeddings, summary.vectors):
-                        log.info("run %s: analyzed %s for the tests' plans", run_id,
-                                 embeddings)
+                        log.info("run %s: analyzed %s", run_id, embeddings)
                 log.info("run %s: testing the stored vectors with dbt", run_id)
                 dbt.invoke(["test", "--select", RUN_CHECKS], {"run_id": run_id})
         summary.seconds = time.monotonic() - started
