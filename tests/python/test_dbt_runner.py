@@ -3,6 +3,7 @@ read ephemeral models (dbt compiles into the manifest it is given)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,10 @@ def _windows(db: Database, run_id: str) -> int:
 
 def test_one_runner_stages_windows_twice(demo_db: Database, original_run,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # dbt reads the libpq and DBT_ variables of this process: exactly the database's.
+    for name in list(os.environ):
+        if name.startswith(("PG", "DBT_")) and name not in demo_db.env:
+            monkeypatch.delenv(name)
     for name, value in demo_db.env.items():
         if name.startswith(("PG", "DBT_")):
             monkeypatch.setenv(name, value)

@@ -27,9 +27,13 @@ def test_statistics_follow_large_writes_only(empty_db: Database) -> None:
         conn.execute("insert into grown select generate_series(1, 99)")
         assert not refresh_statistics(conn, '"grown"', 99)  # under 10%: left to autovacuum
         assert not refresh_statistics(conn, '"missing"', 99)
+        # an error is not the run's: logged, and no analyze
+        assert not refresh_statistics(conn, '"another_db"."public"."grown"', 99)
     assert _estimated_rows(empty_db) == 1000
 
+    # The name as dbt gives it: database, schema and table, quoted.
+    qualified = f'"{empty_db.env["PGDATABASE"]}"."public"."grown"'
     with empty_db.connect() as conn:
         conn.execute("insert into grown select generate_series(1, 400)")
-        assert refresh_statistics(conn, '"grown"', 400)
+        assert refresh_statistics(conn, qualified, 400)
     assert _estimated_rows(empty_db) == 1499

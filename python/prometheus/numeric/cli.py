@@ -192,8 +192,11 @@ def exit_without_teardown(code: int) -> NoReturn:
     flushed; only the freeing of every module and object dbt loaded is skipped, which took
     0.5 s of a 4-5 s daily run. atexit._run_exitfuncs is CPython's own exit step."""
     atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # a reader that went away (`| head`): as Python's own exit
+        code = 120
     os._exit(code)
 
 

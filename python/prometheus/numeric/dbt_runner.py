@@ -20,6 +20,7 @@ log = logging.getLogger("prometheus.numeric.dbt")
 
 PROJECT_NAME = "prometheus_numeric"
 # Commands that compile models into the manifest (see DbtRunner._manifest_compiled_models).
+# `test` compiles tests only, and no test here reads an ephemeral model.
 MODEL_COMMANDS = {"run", "build", "compile"}
 FAILED_STATUSES = {"error", "fail", "runtime error"}
 _ERROR_HEADERS = ("compilation error", "database error", "runtime error", "failure in",
@@ -102,7 +103,7 @@ class DbtRunner:
             "--log-level", "none",  # our logger reports node statuses on stderr
             # dbt.log keeps each node's start, end and error; its debug lines (every SQL
             # statement) cost about 0.06 s per invocation, so they are left out.
-            "--log-level-file", "info",
+            "--log-level-file", os.environ.get("DBT_LOG_LEVEL_FILE", "info"),
             "--log-path", str(self.project_dir / "logs"),
             "--target-path", str(self.project_dir / "target"),
             # manifest.json and run_results.json cost ~0.5 s per invocation and nothing reads

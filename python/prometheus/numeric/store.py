@@ -11,6 +11,7 @@ a batch commits whole or not at all.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -27,6 +28,8 @@ from prometheus.numeric.windows import (
     PGCOPY_TRAILER,
     StagedWindows,
 )
+
+log = logging.getLogger("prometheus.numeric.store")
 
 PGCOPY_HEADER = PGCOPY_SIGNATURE + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 LOCK_NAMESPACE = 0x4E574500  # "NWE\0": advisory locks of this project
@@ -263,14 +266,20 @@ def refresh_statistics(conn: psycopg.Connection, relation: str, rows_written: in
     """ANALYZE relation when rows_written is a large share of it (or it was never analyzed),
     as autovacuum would later. A run's tests read the rows it just wrote: with statistics
     that predate them, PostgreSQL plans the vector checks for a few rows, in one process,
-    instead of a parallel scan. Returns whether it analyzed."""
-    row = conn.execute(RELATION_ROWS, (relation,)).fetchone()
-    if row is None or row[0] is None or rows_written == 0:
+    instead of a parallel scan. Returns whether it analyzed. Only an optimisation: a
+    failure (a lock or statement timeout, say) is logged and the run goes on."""
+    try:
+        row = conn.execute(RELATION_ROWS, (relation,)).fetchone()
+        if row is None or row[0] is None or rows_written == 0:
+            return False
+        estimated_rows = float(row[0])  # -1: never analyzed
+        if estimated_rows >= 0 and rows_written < STALE_STATISTICS_SHARE * estimated_rows:
+            return False
+        conn.execute(sql.SQL("analyze {}").format(sql.SQL(relation)))
+    except psycopg.Error as exc:
+        log.warning("could not analyze %s (%s); the run goes on",
+                    relation, str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
         return False
-    estimated_rows = float(row[0])  # -1: never analyzed
-    if estimated_rows >= 0 and rows_written < STALE_STATISTICS_SHARE * estimated_rows:
-        return False
-    conn.execute(sql.SQL("analyze {}").format(sql.SQL(relation)))
     return True
 
 
