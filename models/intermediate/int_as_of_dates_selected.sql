@@ -3,6 +3,7 @@
 -- The as-of dates of one run: the one given, or the market's trading days in a range
 -- (daily), the last trading day of each week (weekly) or of each month (month-end).
 -- Trading days come from the valid prices of the selected instruments' markets.
+-- depends_on: {{ ref('int_daily_returns_computed') }}
 
 with
 
@@ -15,12 +16,6 @@ selected_instruments as (
 instruments as (
 
     select * from {{ ref('stg_historical_db__instruments') }}
-
-),
-
-daily_returns as (
-
-    select * from {{ ref('int_daily_returns_computed') }}
 
 ),
 
@@ -58,21 +53,10 @@ calendar_instruments as materialized (
 
 trading_days as (
 
-    -- The days in the range with any valid row (a skip scan of the trade_date index), kept
-    -- when one of the calendar's instruments has a row that day: probed one instrument at a
-    -- time, usually the first has one. Not a read of every row in the range.
-    select row_dates.trade_date
-
-    from {{ skip_scan_distinct(ref('int_daily_returns_computed'), 'trade_date',
-        sql_date(params.start_date), sql_date(params.end_date)) }} as row_dates
-    cross join lateral (
-        select 1 as has_row
-        from calendar_instruments
-        inner join daily_returns
-            on daily_returns.instrument_id = calendar_instruments.instrument_id
-        where daily_returns.trade_date = row_dates.trade_date
-        limit 1
-    ) as traded
+    select trade_date
+    from {{ trading_days(ref('int_daily_returns_computed'),
+        'select instrument_id from calendar_instruments',
+        sql_date(params.start_date), sql_date(params.end_date)) }} as calendar_days
 
 ),
 

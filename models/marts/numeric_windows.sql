@@ -447,40 +447,28 @@ windows_dated as (
 
 ),
 
-dates_with_rows as (
+selected_markets as materialized (
 
-    -- The days in the span with any valid row, by a skip scan of the (trade_date) index:
-    -- one probe per day, not a read of every row in the span.
-    select trade_date
-    from {{ skip_scan_distinct(ref('int_daily_returns_computed'), 'trade_date',
-        '(select first_date from request_span)', '(select last_date from request_span)') }}
-        as row_dates
+    -- Materialized: the calendar below is computed once per market, not per day.
+    select distinct market_id
+    from selected_instruments
+    where market_id is not null
 
 ),
 
 market_trading_days as (
 
-    -- A day a selected market traded: one of its instruments has a row that day, found by
-    -- probing its instruments in turn (usually the first has one).
+    -- The days each selected market traded in the span: one of its instruments has a row.
     select
         selected_markets.market_id,
-        dates_with_rows.trade_date
+        market_days.trade_date
 
-    from (
-        select distinct market_id
-        from selected_instruments
-        where market_id is not null
-    ) as selected_markets
-    cross join dates_with_rows
-    cross join lateral (
-        select 1 as has_row
-        from instruments
-        inner join daily_returns
-            on daily_returns.instrument_id = instruments.instrument_id
-        where instruments.market_id = selected_markets.market_id
-            and daily_returns.trade_date = dates_with_rows.trade_date
-        limit 1
-    ) as traded
+    from selected_markets
+    cross join lateral {{ trading_days(ref('int_daily_returns_computed'),
+        'select instrument_id from instruments
+        where instruments.market_id = selected_markets.market_id',
+        '(select first_date from request_span)', '(select last_date from request_span)') }}
+        as market_days
 
 ),
 
