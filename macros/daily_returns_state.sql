@@ -196,26 +196,6 @@ select 1
 
 
 {#
-  analyze {{ this }} only when it has no statistics yet (just built): ~0.15 s per run saved.
-  pg_stats (not pg_statistic, superuser-only) so an ordinary role can run it.
-#}
-{% macro analyze_if_never_analyzed() -%}
-do $analyze$
-begin
-    if not exists (
-        select 1
-        from pg_stats
-        where schemaname = {{ sql_text(this.schema) }}
-            and tablename = {{ sql_text(this.identifier) }}
-    ) then
-        analyze {{ this }};
-    end if;
-end
-$analyze$
-{%- endmacro %}
-
-
-{#
   The sorts of a large staging run (1.1 million window events for 500 instruments x 3
   years) spill to disk under PostgreSQL's default work_mem (4MB); in memory the run's
   numeric_windows took 8.4 s instead of 11.6 s. JIT off: per-instrument index probes look

@@ -10,3 +10,12 @@ delete from {{ this }} where run_id = {{ sql_text(numeric_window_params().run_id
 select 1
 {%- endif -%}
 {%- endmacro %}
+
+
+{#
+  SQL counting the rows staged under this run's run_id (an index-only count): what the
+  numeric_windows post-hook compares with the table's size to decide on an ANALYZE.
+#}
+{% macro staged_run_rows() -%}
+select count(*) from {{ this }} where run_id = {{ sql_text(numeric_window_params().run_id) }}
+{%- endmacro %}

@@ -7,7 +7,7 @@
             "{{ lock_daily_returns() }}",
             "{{ forget_changed_daily_returns() }}",
         ],
-        post_hook='{{ analyze_if_never_analyzed() }}',
+        post_hook='{{ analyze_if_stale() }}',
         indexes=[
             {'columns': ['instrument_id', 'trade_date'], 'unique': true},
             {'columns': ['instrument_id', 'valid_row_number'], 'unique': true},

@@ -4,6 +4,7 @@
         incremental_strategy='append',
         on_schema_change='append_new_columns',
         pre_hook=["{{ set_staging_settings() }}", "{{ forget_staged_run() }}"],
+        post_hook="{{ analyze_if_stale(staged_run_rows()) }}",
         indexes=[
             {'columns': ['run_id', 'window_seq'], 'unique': true},
             {'columns': ['instrument_id', 'as_of_date']},

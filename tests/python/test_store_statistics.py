@@ -1,8 +1,13 @@
-"""refresh_statistics: a run that wrote a large share of the table analyzes it, a small
-one leaves that to autovacuum (against the project's PostgreSQL)."""
+"""Statistics after a run: a run that wrote a large share of a table analyzes it, a small
+one leaves that to autovacuum (refresh_statistics for the vectors Python writes, the
+analyze_if_stale post-hook for numeric_windows), against the project's PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+
+from prometheus.numeric.demo_data import MarketShape, load_demo
 from prometheus.numeric.store import refresh_statistics
 
 from conftest import Database
@@ -37,3 +42,31 @@ def test_statistics_follow_large_writes_only(empty_db: Database) -> None:
         conn.execute("insert into grown select generate_series(1, 400)")
         assert refresh_statistics(conn, qualified, 400)
     assert _estimated_rows(empty_db) == 1499
+
+
+def _manual_analyzes(db: Database, table: str) -> int:
+    with db.connect() as conn:
+        row = conn.execute("select analyze_count from pg_stat_user_tables where relname = %s",
+                           (table,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_staging_analyzes_numeric_windows_after_large_runs_only(empty_db: Database) -> None:
+    with empty_db.connect() as conn:
+        load_demo(conn, "public", MarketShape(active_equities=401,
+                                              start_date=dt.date(2024, 10, 1),
+                                              end_date=dt.date(2024, 12, 31)))
+
+    def stage(run_id: str, limit: int) -> None:
+        dbt_vars = json.dumps({"run_id": run_id, "as_of": "2024-12-20", "market_id": "US_EQ",
+                               "limit": limit, "window_days": 20})
+        result = empty_db.dbt("run", "--select", "+numeric_windows", "--vars", dbt_vars)
+        assert result.returncode == 0, result.stdout
+
+    stage("first", 10)  # a new table: no statistics yet
+    assert _manual_analyzes(empty_db, "numeric_windows") == 1
+    stage("second", 10)  # 10 rows more on 10: a large share
+    assert _manual_analyzes(empty_db, "numeric_windows") == 2
+    stage("third", 1)  # 1 row on 20: left to autovacuum
+    assert _manual_analyzes(empty_db, "numeric_windows") == 2

@@ -245,15 +245,14 @@ class Backfill:
             with psycopg.connect(autocommit=True) as conn:
                 self._count(conn, windows, dbt.relation_name(REJECTED_NODE), summary)
                 staged = summary.embedded + summary.skipped + summary.already_stored
-                # The encoder's reads and the run's tests are planned on these rows.
-                if refresh_statistics(conn, windows, staged):
-                    log.info("run %s: analyzed %s", run_id, windows)
             if staged == 0:
                 raise PipelineError(self._nothing_selected())
             embeddings = dbt.relation_name(EMBEDDINGS_SOURCE)
             summary.vectors = self._encode_and_store(
                 windows, dbt.relation_name(RETURNS_NODE), embeddings, run_id, summary.embedded)
             if self.request.run_tests:
+                # What numeric_windows' post-hook does for the staged rows (analyze_if_stale),
+                # for the vectors Python wrote: the tests read them next.
                 with psycopg.connect(autocommit=True) as conn:
                     if refresh_statistics(conn, embeddings, summary.vectors):
                         log.info("run %s: analyzed %s", run_id, embeddings)

@@ -256,7 +256,8 @@ class EmbeddingWriter:
         return written
 
 
-# autovacuum's default analyze threshold: a table is re-analyzed once this share changed.
+# autovacuum's default analyze threshold: a table is re-analyzed once this share changed
+# (macros/table_statistics.sql applies the same share to the tables dbt writes).
 STALE_STATISTICS_SHARE = 0.1
 
 RELATION_ROWS = "select reltuples from pg_class where oid = to_regclass(%s)"
