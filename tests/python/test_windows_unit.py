@@ -36,7 +36,7 @@ def two_instruments() -> tuple[np.ndarray, np.ndarray]:
 def test_gather_fills_the_front_and_zeroes_filled_log_returns() -> None:
     bounds, history = two_instruments()
     batch = gather_windows(bounds, history, 3)
-    assert batch.window_seqs.tolist() == [1, 2]
+    assert batch.windows.window_seqs.tolist() == [1, 2]
     assert batch.features[0].tolist() == [[10, 1, 0.1], [11, 2, 0.2], [12, 3, 0.3]]
     # Filled row: the oldest observed close and volume, log_return 0; the first observed
     # row keeps its own log_return.

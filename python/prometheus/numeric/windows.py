@@ -163,13 +163,6 @@ class WindowBatch:
     windows: StagedWindows
     features: NDArray[np.float64]  # (n, window_days, 3): close, volume, log_return
 
-    @property
-    def window_seqs(self) -> NDArray[np.int64]:
-        return self.windows.window_seqs
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
 
 def read_copy_rows(conn: psycopg.Connection, statement: sql.Composable,
                    row_dtype: np.dtype) -> np.ndarray:
