@@ -4,7 +4,8 @@
   `run_id in (select ...)` as a scan of every run's rows (0.4-0.7 s a run, growing).
 #}
 {% macro forget_staged_run() -%}
-{%- if is_incremental() -%}
+{#- A run staged in parts starts with part 0: it forgets the whole run, later parts add. -#}
+{%- if is_incremental() and numeric_window_params().stage_part_index == 0 -%}
 delete from {{ this }} where run_id = {{ sql_text(numeric_window_params().run_id) }}
 {%- else -%}
 select 1
@@ -14,8 +15,14 @@ select 1
 
 {#
   SQL counting the rows staged under this run's run_id (an index-only count): what the
-  numeric_windows post-hook compares with the table's size to decide on an ANALYZE.
+  numeric_windows post-hook compares with the table's size to decide on an ANALYZE. A run
+  staged in parts counts once, after its last part (earlier parts count 0).
 #}
 {% macro staged_run_rows() -%}
-select count(*) from {{ this }} where run_id = {{ sql_text(numeric_window_params().run_id) }}
+{%- set params = numeric_window_params() -%}
+{%- if params.stage_part_index == params.stage_part_count - 1 -%}
+select count(*) from {{ this }} where run_id = {{ sql_text(params.run_id) }}
+{%- else -%}
+select 0
+{%- endif -%}
 {%- endmacro %}

@@ -12,6 +12,10 @@
   instrument_ids    explicit instruments, added whatever their status
   shard_index, shard_count   keep the selected instruments whose stable hash (md5 of
                     instrument_id) mod shard_count is shard_index: N workers, one backfill
+  stage_part_index, stage_part_count   stage only part stage_part_index of the selected
+                    instruments (consecutive selection ranks, stage_part_count parts): the
+                    CLI stages a big run part by part, part 0 first, and encodes each part
+                    while the next is staged
   run_id            key of the staged rows (default: dbt's invocation_id)
 #}
 
@@ -119,8 +123,13 @@
       'instrument_ids': parse_text_list_var('instrument_ids'),
       'shard_index': parse_int_var('shard_index', 0, 0),
       'shard_count': parse_int_var('shard_count', 1, 1),
+      'stage_part_index': parse_int_var('stage_part_index', 0, 0),
+      'stage_part_count': parse_int_var('stage_part_count', 1, 1),
       'run_id': run_id,
   } %}
+  {% if params.stage_part_index >= params.stage_part_count %}
+    {% do fail_var('stage_part_index', "must be below stage_part_count (" ~ params.stage_part_count ~ "), got " ~ params.stage_part_index) %}
+  {% endif %}
   {% if params.shard_index >= params.shard_count %}
     {% do fail_var('shard_index', "must be below shard_count (" ~ params.shard_count ~ "), got " ~ params.shard_index) %}
   {% endif %}

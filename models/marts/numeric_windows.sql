@@ -74,20 +74,75 @@ embeddings as (
 
 {% endif %}
 
+{% if params.stage_part_count > 1 %}
+
+instruments_parted as (
+
+    -- The CLI stages a big run in parts, one dbt invocation each, and encodes a part while
+    -- the next is staged: part k is the k-th of stage_part_count runs of consecutive
+    -- selection ranks, so every part is whole instruments and the encoder reads each part
+    -- by rank.
+    select
+        instrument_id,
+        market_id,
+        selection_rank,
+        (row_number() over (order by selection_rank) - 1) * {{ params.stage_part_count }}
+        / count(*) over () as stage_part
+
+    from selected_instruments
+
+),
+
+instruments_to_stage as (
+
+    select
+        instrument_id,
+        market_id,
+        selection_rank
+
+    from instruments_parted
+    where stage_part = {{ params.stage_part_index }}
+
+),
+
+{% else %}
+
+instruments_to_stage as (
+
+    select * from selected_instruments
+
+),
+
+{% endif %}
+
+as_of_positions as (
+
+    -- window_seq = (selection_rank - 1) * date_count + date_position: the window's place in
+    -- the run by selection rank, then as-of date, without sorting the run (and the same in
+    -- every part).
+    select
+        as_of_date,
+        row_number() over (order by as_of_date) as date_position,
+        count(*) over () as date_count
+
+    from as_of_dates
+
+),
+
 window_requests as (
 
     select
         {{ sql_text(params.run_id) }} as run_id,
-        selected_instruments.instrument_id,
-        selected_instruments.market_id,
-        selected_instruments.selection_rank,
+        instruments_to_stage.instrument_id,
+        instruments_to_stage.market_id,
+        instruments_to_stage.selection_rank,
         as_of_dates.as_of_date,
         {{ params.window_days }} as window_days,
         {{ params.lookback_days }} as lookback_days,
         {{ params.min_rows }} as min_rows,
         as_of_dates.as_of_date - {{ params.lookback_days }} as lookback_start_date
 
-    from selected_instruments
+    from instruments_to_stage
     cross join as_of_dates
 
 ),
@@ -105,10 +160,10 @@ stored_keys as (
         embeddings.as_of_date,
         count(*) as model_count
 
-    from selected_instruments
+    from instruments_to_stage
     inner join embeddings
         on embeddings.entity_type = 'INSTRUMENT'
-        and embeddings.entity_id = selected_instruments.instrument_id
+        and embeddings.entity_id = instruments_to_stage.instrument_id
         and embeddings.as_of_date between (select min(as_of_date) from as_of_dates)
         and (select max(as_of_date) from as_of_dates)
         and embeddings.model_id in ({{ sql_text_list(skip_existing_model_ids) }})
@@ -581,29 +636,34 @@ all_windows as (
 final as (
 
     select
-        run_id,
-        row_number() over (order by selection_rank, as_of_date)::bigint as window_seq,
-        instrument_id,
-        market_id,
-        selection_rank::integer as selection_rank,
-        as_of_date,
-        window_days,
-        lookback_days,
-        min_rows,
-        rows_observed::integer as rows_observed,
-        rows_filled::integer as rows_filled,
-        first_row_number::bigint as first_row_number,
-        last_row_number::bigint as last_row_number,
-        start_date,
-        end_date,
-        rows_rejected::integer as rows_rejected,
-        trading_days_after_end::integer as trading_days_after_end,
-        is_stale,
-        window_status,
+        all_windows.run_id,
+        (
+            (all_windows.selection_rank - 1) * as_of_positions.date_count
+            + as_of_positions.date_position
+        )::bigint as window_seq,
+        all_windows.instrument_id,
+        all_windows.market_id,
+        all_windows.selection_rank::integer as selection_rank,
+        all_windows.as_of_date,
+        all_windows.window_days,
+        all_windows.lookback_days,
+        all_windows.min_rows,
+        all_windows.rows_observed::integer as rows_observed,
+        all_windows.rows_filled::integer as rows_filled,
+        all_windows.first_row_number::bigint as first_row_number,
+        all_windows.last_row_number::bigint as last_row_number,
+        all_windows.start_date,
+        all_windows.end_date,
+        all_windows.rows_rejected::integer as rows_rejected,
+        all_windows.trading_days_after_end::integer as trading_days_after_end,
+        all_windows.is_stale,
+        all_windows.window_status,
         array[{{ sql_text_list(model_ids) }}]::text[] as model_ids,
         now() as staged_at
 
     from all_windows
+    inner join as_of_positions
+        on as_of_positions.as_of_date = all_windows.as_of_date
 
 )
 

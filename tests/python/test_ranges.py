@@ -163,3 +163,45 @@ def test_skip_existing_encodes_only_what_is_missing(demo_db: Database) -> None:
             "select window_status, count(*), count(start_date) from analytics.numeric_windows"
             " where run_id = %s group by 1", (run_id_of(third.stdout),)).fetchall()
     assert statuses == [("already_stored", 20, 0)]
+
+
+def staged_rows(db: Database, run_id: str) -> list[tuple]:
+    """The run's numeric_windows rows, without what differs between runs (id, time)."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            "select window_seq, instrument_id, selection_rank, as_of_date, window_status,"
+            " rows_observed, rows_filled, first_row_number, last_row_number, start_date,"
+            " end_date, rows_rejected, trading_days_after_end, is_stale"
+            " from analytics.numeric_windows where run_id = %s order by window_seq",
+            (run_id,)).fetchall()
+    return [tuple(row) for row in rows]
+
+
+def test_staging_in_parts_equals_staging_whole(demo_db: Database) -> None:
+    # 13 market instruments and one explicit: parts of uneven size, one part past the
+    # market's instruments, and more parts than instruments.
+    args = ["--start-date", "2025-01-06", "--end-date", "2025-01-17", "--market-id", "US_EQ",
+            "--limit", "13", "--offset", "200", "--instrument-id", "US_EQ_X001",
+            "--window-days", "20", "--model-id", "num-stab-core-v1",
+            "--model-id", "numeric-simple-v1"]
+    whole = demo_db.backfill(*args, "--stage-parts", "1")
+    assert whole.returncode == 0, whole.stderr
+    whole_run = run_id_of(whole.stdout)
+    whole_rows = staged_rows(demo_db, whole_run)
+    whole_vectors = keys_of_run(demo_db, whole_run)  # each run below replaces them
+    # window_seq numbers the run by selection rank, then as-of date: 1..n without gaps.
+    assert [row[0] for row in whole_rows] == list(range(1, len(whole_rows) + 1))
+    assert [row[2:4] for row in whole_rows] == sorted(row[2:4] for row in whole_rows)
+    assert len(whole_rows) == 14 * len(staged_dates(demo_db, whole_run)) >= 14 * 8
+    counts = re.sub(r" run_id=\S+ seconds=\S+", "", whole.stdout.strip().splitlines()[-1])
+    for parts in ("3", "20"):
+        parted = demo_db.backfill(*args, "--stage-parts", parts)
+        assert parted.returncode == 0, parted.stderr
+        assert f"staging part {parts} of {parts} with dbt" in parted.stderr
+        assert re.sub(r" run_id=\S+ seconds=\S+", "",
+                      parted.stdout.strip().splitlines()[-1]) == counts
+        parted_run = run_id_of(parted.stdout)
+        assert staged_rows(demo_db, parted_run) == whole_rows
+        assert keys_of_run(demo_db, parted_run) == whole_vectors
+    assert len(whole_vectors) == 2 * int(
+        re.search(r"embedded=(\d+)", whole.stdout).group(1))  # type: ignore[union-attr]

@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,9 @@ from prometheus.numeric.pgcluster import use_server
 from prometheus.numeric.prefetch import prefetch
 from prometheus.numeric.progress import Progress
 from prometheus.numeric.registry import ModelSpec, load_registry, resolve_models
+from prometheus.numeric.staging import PartStager, estimated_windows, stage_part_count
 from prometheus.numeric.store import EmbeddingWriter, lock, refresh_statistics, try_lock, unlock
-from prometheus.numeric.windows import BATCH_WINDOWS, read_windows
+from prometheus.numeric.windows import BATCH_WINDOWS, WindowBatch, read_windows
 
 log = logging.getLogger("prometheus.numeric.backfill")
 
@@ -44,6 +45,7 @@ WINDOWS_NODE = f"model.{PROJECT_NAME}.numeric_windows"
 REJECTED_NODE = f"model.{PROJECT_NAME}.rejected_prices"
 RETURNS_NODE = f"model.{PROJECT_NAME}.int_daily_returns_computed"
 EMBEDDINGS_SOURCE = f"source.{PROJECT_NAME}.embeddings.numeric_window_embeddings"
+INSTRUMENTS_SOURCE = f"source.{PROJECT_NAME}.historical_db.instruments"
 REGISTRY_SEED_NODE = "numeric_embedding_models"
 STAGED_NODES = (
     "+numeric_windows", "+rejected_prices", "numeric_window_values", "embedding_coverage",
@@ -78,6 +80,7 @@ class BackfillRequest:
     batch_size: int = BATCH_WINDOWS
     skip_existing: bool = False
     shard: tuple[int, int] = (0, 1)
+    stage_parts: int | None = None  # None: by the run's size (see staging.py)
     project_dir: Path | None = None
 
     def dbt_vars(self, run_id: str) -> dict[str, Any]:
@@ -101,6 +104,11 @@ class BackfillRequest:
             if value is not None:
                 values[name] = value.isoformat() if isinstance(value, dt.date) else value
         return values
+
+
+def part_vars(index: int, parts: int) -> dict[str, int]:
+    """numeric_windows' vars for one part of a run staged in parts (none for a whole run)."""
+    return {"stage_part_index": index, "stage_part_count": parts} if parts > 1 else {}
 
 
 @dataclass
@@ -185,22 +193,36 @@ where exists (
 def encode_and_store(windows: str, returns: str, embeddings: str, run_id: str,
                      specs: list[ModelSpec], window_days: int, batch_size: int = BATCH_WINDOWS,
                      replace: bool = True, on_batch: Callable[[int, int], None] | None = None,
-                     conninfo: str = "") -> int:
+                     conninfo: str = "", parts_landed: Iterable[object] = (None,),
+                     on_staged: Callable[[int], None] | None = None) -> int:
     """Read a staged run's 'ok' windows, encode them once per model and store them, one
     transaction per batch covering all models (it commits whole or not at all). Returns
-    the vectors written; on_batch(windows encoded, vectors written) follows the progress."""
+    the vectors written; on_batch(windows encoded, vectors written) follows the progress.
+
+    parts_landed yields once per staged part of a run staged in parts (blocking until the
+    part is committed): each time, the windows staged since the last read are encoded.
+    on_staged(n) tells how many windows each of those reads found."""
     specs = sorted(specs, key=lambda spec: spec.model_id)  # the writer's lock order
     models = [spec.model_id for spec in specs]
     encoded = stored = 0
     with psycopg.connect(conninfo, autocommit=True) as reader, \
             psycopg.connect(conninfo, autocommit=True) as writer_conn:
         writer = EmbeddingWriter(writer_conn, embeddings, windows, run_id, replace=replace)
+
+        def staged_batches() -> Iterator[WindowBatch]:
+            after_seq = 0  # window_seq grows with selection_rank, so parts land in order
+            for _ in parts_landed:
+                for batch in read_windows(reader, windows, returns, run_id, window_days,
+                                          embeddings, models, batch_size, after_seq,
+                                          on_staged):
+                    after_seq = max(after_seq, int(batch.windows.bounds["window_seq"].max()))
+                    yield batch
+
         # The next batch is read and encoded (one thread, its own connection) while this
         # one is written; only its windows and vectors are kept, not the float64 features.
         encoded_batches = prefetch(
             (batch.windows, [encode(batch.features, spec) for spec in specs])
-            for batch in read_windows(reader, windows, returns, run_id, window_days,
-                                      embeddings, models, batch_size))
+            for batch in staged_batches())
         # closing: on a write error the reading thread stops before its connection closes.
         with contextlib.closing(encoded_batches):
             for staged, vectors in encoded_batches:
@@ -240,16 +262,26 @@ class Backfill:
         # The daily returns are updated incrementally inside one transaction, one run at a
         # time (their own lock), so a reader never sees a half-updated table.
         with psycopg.connect(autocommit=True) as lock_conn:
-            self._stage(dbt, lock_conn, dbt_vars, run_id)
+            parts = self._stage_part_count(dbt, lock_conn)
+            self._stage(dbt, lock_conn, {**dbt_vars, **part_vars(0, parts)}, run_id)
             windows = dbt.relation_name(WINDOWS_NODE)
-            with psycopg.connect(autocommit=True) as conn:
-                self._count(conn, windows, dbt.relation_name(REJECTED_NODE), summary)
-                staged = summary.embedded + summary.skipped + summary.already_stored
-            if staged == 0:
-                raise PipelineError(self._nothing_selected())
+            returns = dbt.relation_name(RETURNS_NODE)
+            rejected = dbt.relation_name(REJECTED_NODE)
             embeddings = dbt.relation_name(EMBEDDINGS_SOURCE)
-            summary.vectors = self._encode_and_store(
-                windows, dbt.relation_name(RETURNS_NODE), embeddings, run_id, summary.embedded)
+
+            def stage_part(index: int) -> None:
+                log.info("run %s: staging part %d of %d with dbt", run_id, index + 1, parts)
+                dbt.invoke(["run", "--select", WINDOWS_NODE_NAME],
+                           {**dbt_vars, **part_vars(index, parts)})
+
+            # Parts 1.. are staged in the background while the parts before are encoded.
+            with PartStager(stage_part, parts) as stager:
+                summary.vectors = self._encode_and_store(windows, returns, embeddings,
+                                                         run_id, parts, stager.landed())
+            with psycopg.connect(autocommit=True) as conn:
+                self._count(conn, windows, rejected, summary)
+            if summary.embedded + summary.skipped + summary.already_stored == 0:
+                raise PipelineError(self._nothing_selected())
             if self.request.run_tests:
                 # What numeric_windows' post-hook does for the staged rows (analyze_if_stale),
                 # for the vectors Python wrote: the tests read them next.
@@ -302,6 +334,29 @@ class Backfill:
         log.info("run %s: staging windows with dbt", run_id)
         dbt.invoke(["run", "--select", RETURNS_NODE_NAME, WINDOWS_NODE_NAME], dbt_vars)
 
+    def _stage_part_count(self, dbt: DbtRunner, conn: psycopg.Connection) -> int:
+        """--stage-parts, else by the run's estimated windows: one part for a single date or
+        a --skip-existing re-run (mostly stored windows: nothing to overlap)."""
+        request = self.request
+        if request.stage_parts is not None:
+            return request.stage_parts
+        if request.as_of is not None or request.skip_existing:
+            return 1
+        instruments = len(request.instrument_ids)
+        if request.market_id is not None:
+            if request.limit is not None:
+                instruments += request.limit
+            else:
+                row = conn.execute(
+                    sql.SQL("select count(*) from {} where market_id = %s and asset_class = "
+                            "'EQUITY' and status = 'ACTIVE'").format(
+                                sql.SQL(dbt.relation_name(INSTRUMENTS_SOURCE))),
+                    (request.market_id,)).fetchone()
+                instruments += max(0, int(row[0] if row else 0) - request.offset)
+        instruments = -(-instruments // request.shard[1])
+        return stage_part_count(estimated_windows(request.start_date, request.end_date,
+                                                  request.frequency, instruments))
+
     def _count(self, conn: psycopg.Connection, windows: str, rejected: str,
                summary: BackfillSummary) -> None:
         params = {"windows": sql.SQL(windows), "rejected": sql.SQL(rejected),
@@ -317,15 +372,28 @@ class Backfill:
         summary.rejected_rows = int(rejected_row[0]) if rejected_row else 0
 
     def _encode_and_store(self, windows: str, returns: str, embeddings: str, run_id: str,
-                          total: int) -> int:
-        """Encode and store the run's 'ok' windows; returns how many vectors were written
-        (with --skip-existing, keys already stored are not)."""
-        progress = Progress(run_id, total * len(self.specs))
+                          parts: int, parts_landed: Iterator[int]) -> int:
+        """Encode and store the run's 'ok' windows, part by part as they land; returns how
+        many vectors were written (with --skip-existing, keys already stored are not)."""
+        models = len(self.specs)
+        progress = Progress(run_id, 0)
+        landed = {"parts": 0, "windows": 0}
+
+        def count_parts() -> Iterator[int]:
+            for index in parts_landed:
+                landed["parts"] = index + 1
+                yield index
+
+        def on_staged(windows_found: int) -> None:
+            # Parts not staged yet are taken to be as big as those that are.
+            landed["windows"] += windows_found
+            progress.expect(round(landed["windows"] * parts / landed["parts"]) * models)
+
         stored = encode_and_store(windows, returns, embeddings, run_id, self.specs,
                                   self.request.window_days, self.request.batch_size,
                                   replace=not self.request.skip_existing,
-                                  on_batch=lambda encoded, _: progress.update(
-                                      encoded * len(self.specs)))
+                                  on_batch=lambda encoded, _: progress.update(encoded * models),
+                                  parts_landed=count_parts(), on_staged=on_staged)
         progress.finish()
         return stored
 

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,9 @@ class DbtRunner:
         # model that reads ephemeral models, on the same manifest, finds their CTEs already
         # injected and leaves them out ("relation __dbt__cte__... does not exist").
         self._manifest_compiled_models = False
+        # dbt keeps global state (flags, adapters, event manager): one invocation at a time,
+        # whichever thread asks (a run staged in parts invokes dbt from a background thread).
+        self._invoking = threading.RLock()
 
     def _common_args(self) -> list[str]:
         return [
@@ -119,23 +123,25 @@ class DbtRunner:
         log.log(level, "dbt %s %s: %s", node.resource_type, node.node_name, node.node_status)
 
     def manifest(self) -> Any:
-        if self._manifest is None:
-            result = dbtRunner().invoke(["parse", *self._common_args()])
-            self._raise_for(result, "parse")
-            self._manifest = result.result
-        return self._manifest
+        with self._invoking:
+            if self._manifest is None:
+                result = dbtRunner().invoke(["parse", *self._common_args()])
+                self._raise_for(result, "parse")
+                self._manifest = result.result
+            return self._manifest
 
     def invoke(self, command: list[str], dbt_vars: dict[str, Any] | None = None
                ) -> dbtRunnerResult:
         args = [*command, *self._common_args()]
-        if command[0] in MODEL_COMMANDS:
-            if self._manifest_compiled_models:
-                self._manifest = None  # a fresh (partial) parse, about 0.1 s
-            self._manifest_compiled_models = True
         if dbt_vars:
             args += ["--vars", json.dumps(dbt_vars)]
-        runner = dbtRunner(manifest=self.manifest(), callbacks=[self._on_event])
-        result = runner.invoke(args)
+        with self._invoking:
+            if command[0] in MODEL_COMMANDS:
+                if self._manifest_compiled_models:
+                    self._manifest = None  # a fresh (partial) parse, about 0.1 s
+                self._manifest_compiled_models = True
+            runner = dbtRunner(manifest=self.manifest(), callbacks=[self._on_event])
+            result = runner.invoke(args)
         self._raise_for(result, command[0])
         return result
 

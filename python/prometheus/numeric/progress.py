@@ -20,6 +20,10 @@ class Progress:
         self.done = 0
         self.tty = sys.stderr.isatty()
 
+    def expect(self, total: int) -> None:
+        """A new estimate of the total (a run staged in parts learns it part by part)."""
+        self.total = max(total, 0)
+
     def _rate_and_eta(self) -> tuple[float, float]:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         rate = self.done / elapsed

@@ -9,7 +9,7 @@ bounded by the group, whatever the number of windows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +76,7 @@ RUN_DATES = """
 select min(as_of_date), max(as_of_date)
 from {windows} as windows
 where run_id = {run_id} and window_status = 'ok'
+    and window_seq between {first_seq} and {last_seq}
 """
 
 INSTRUMENTS = """
@@ -90,7 +91,7 @@ where run_id = {run_id} and window_seq between {first_seq} and {last_seq}
 GROUP_SIZES = """
 select selection_rank, count(*), min(window_seq), max(window_seq)
 from {windows} as windows
-where run_id = {run_id} and window_status = 'ok'
+where run_id = {run_id} and window_status = 'ok' and window_seq > {after_seq}
 group by selection_rank
 order by selection_rank
 """
@@ -233,14 +234,18 @@ def gather_windows(bounds: np.ndarray, history: np.ndarray, window_days: int,
 
 def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relation: str,
                  run_id: str, window_days: int, embeddings_relation: str, models: list[str],
-                 batch_windows: int = BATCH_WINDOWS) -> Iterator[WindowBatch]:
-    """Yield the run's 'ok' windows, instrument by instrument, at most batch_windows at once,
-    each with the bit mask of the models that already have its vector (stored_models).
+                 batch_windows: int = BATCH_WINDOWS, after_seq: int = 0,
+                 on_staged: Callable[[int], None] | None = None) -> Iterator[WindowBatch]:
+    """Yield the run's 'ok' windows after window_seq after_seq (all of them by default; a run
+    staged in parts reads each part as it lands, after the last window read), instrument by
+    instrument, at most batch_windows at once, each with the bit mask of the models that
+    already have its vector (stored_models). on_staged(n) first says how many will come.
 
     Runs in one repeatable-read transaction so every COPY sees the same snapshot."""
     params = {"windows": sql.SQL(windows_relation), "returns": sql.SQL(returns_relation),
               "embeddings": sql.SQL(embeddings_relation), "run_id": sql.Literal(run_id),
-              "models": sql.Literal(models), "no_trading_days": sql.Literal(int(NO_TRADING_DAYS))}
+              "models": sql.Literal(models), "no_trading_days": sql.Literal(int(NO_TRADING_DAYS)),
+              "after_seq": sql.Literal(after_seq)}
     # Each query reads one group of instruments through an index: JIT compilation (on by
     # default in PostgreSQL) would cost more than the query, ~0.1 s a group.
     conn.execute("set jit = off")
@@ -248,8 +253,14 @@ def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relati
         conn.execute("set transaction isolation level repeatable read, read only")
         ranks = conn.execute(sql.SQL(GROUP_SIZES).format(**params)).fetchall()
         seq_ranges = {rank: (first_seq, last_seq) for rank, _, first_seq, last_seq in ranks}
-        dates = conn.execute(sql.SQL(RUN_DATES).format(**params)).fetchone()
         sizes = [(rank, count) for rank, count, _, _ in ranks]
+        if on_staged is not None:
+            on_staged(sum(count for _, count in sizes))
+        if not ranks:
+            return
+        dates = conn.execute(sql.SQL(RUN_DATES).format(
+            **params, first_seq=sql.Literal(ranks[0][2]),
+            last_seq=sql.Literal(ranks[-1][3]))).fetchone()
         for first_rank, last_rank in instrument_groups(sizes, batch_windows):
             group = {**params, "first_seq": sql.Literal(seq_ranges[first_rank][0]),
                      "last_seq": sql.Literal(seq_ranges[last_rank][1])}
