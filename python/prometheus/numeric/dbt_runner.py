@@ -15,6 +15,7 @@ from dbt.cli.main import dbtRunner, dbtRunnerResult
 from dbt_common import behavior_flags
 from dbt_common.events.base_types import EventMsg
 
+from prometheus.numeric import dbt_caches
 from prometheus.numeric.errors import PipelineError
 
 log = logging.getLogger("prometheus.numeric.dbt")
@@ -99,6 +100,7 @@ class DbtRunner:
         # dbt keeps global state (flags, adapters, event manager): one invocation at a time,
         # whichever thread asks (a run staged in parts invokes dbt from a background thread).
         self._invoking = threading.RLock()
+        dbt_caches.install(project_dir / "target" / "prometheus_cache")
 
     def _common_args(self) -> list[str]:
         return [
