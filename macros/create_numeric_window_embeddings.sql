@@ -12,6 +12,7 @@
 {%- set schema_ident = adapter.quote(schema) -%}
 {%- set table = source('embeddings', 'numeric_window_embeddings') | string -%}
 {%- set table_text = "'" ~ (table | replace("'", "''")) ~ "'" -%}
+{%- set run_id_index_text = "'" ~ ((schema_ident ~ '.numeric_window_embeddings_run_id') | replace("'", "''")) ~ "'" -%}
 do $ddl$
 declare
     duplicate_keys bigint;
@@ -73,9 +74,14 @@ begin
             add constraint numeric_window_embeddings_key
             unique (entity_type, entity_id, as_of_date, model_id);
     end if;
-    -- Run-scoped tests find the rows of one run without scanning the table.
-    create index if not exists numeric_window_embeddings_run_id
-        on {{ table }} ((window_spec ->> 'run_id'));
+    -- Run-scoped tests find the rows of one run without scanning the table. Checked first:
+    -- create index takes a share lock on the table even when the index exists, so it would
+    -- wait for (and then block) the COPY of another run, or of this run's encoder while a
+    -- part of it is staged.
+    if to_regclass({{ run_id_index_text }}) is null then
+        create index if not exists numeric_window_embeddings_run_id
+            on {{ table }} ((window_spec ->> 'run_id'));
+    end if;
 end
 $ddl$;
 {% endmacro %}

@@ -137,3 +137,13 @@ def test_install_routes_dbt_through_the_cache_unless_turned_off(
     assert dbt_jinja.get_template is dbt_caches.get_template
     assert dbt_core_jinja.get_template is dbt_caches.get_template
     assert dbt_caches._state.cache is not None and dbt_caches._state.cache.folder == tmp_path
+
+
+def test_native_and_text_templates_of_one_source_stay_apart(cache: dbt_caches.DiskCache) -> None:
+    # dbt renders configs natively ('42' -> 42) and SQL as text; one source, two codes.
+    assert render("{{ value }}") == "42"
+    assert render("{{ value }}", native=True) == 42
+    forget_compiled_in_memory()
+    assert render("{{ value }}", native=True) == 42
+    assert render("{{ value }}") == "42"
+    assert len(list((cache.folder / "jinja").iterdir())) == 2

@@ -79,3 +79,22 @@ def test_one_part_starts_no_thread() -> None:
 
     with PartStager(stage, 1) as stager:
         assert list(stager.landed()) == [0]
+
+
+def test_stopping_ends_a_reader_waiting_for_a_part() -> None:
+    release = threading.Event()
+
+    def stage(index: int) -> None:
+        release.wait(timeout=10)
+
+    stager = PartStager(stage, 3)
+    landed = stager.landed()
+    assert next(landed) == 0
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.extend(landed))
+    reader.start()  # waits for part 1, as the encoder's reading thread does
+    stager.stop()  # the writer failed
+    reader.join(timeout=5)
+    assert not reader.is_alive() and got == []
+    release.set()
+    stager.close()

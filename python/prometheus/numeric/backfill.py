@@ -145,6 +145,8 @@ def new_run_id() -> str:
 
 RUN_COUNTS = """
 select
+    count(*),
+    count(distinct selection_rank),
     count(distinct instrument_id),
     count(distinct as_of_date),
     count(*) filter (where window_status = 'ok'),
@@ -194,14 +196,16 @@ def encode_and_store(windows: str, returns: str, embeddings: str, run_id: str,
                      specs: list[ModelSpec], window_days: int, batch_size: int = BATCH_WINDOWS,
                      replace: bool = True, on_batch: Callable[[int, int], None] | None = None,
                      conninfo: str = "", parts_landed: Iterable[object] = (None,),
-                     on_staged: Callable[[int], None] | None = None) -> int:
+                     on_staged: Callable[[int], None] | None = None,
+                     on_abort: Callable[[], None] | None = None) -> int:
     """Read a staged run's 'ok' windows, encode them once per model and store them, one
     transaction per batch covering all models (it commits whole or not at all). Returns
     the vectors written; on_batch(windows encoded, vectors written) follows the progress.
 
     parts_landed yields once per staged part of a run staged in parts (blocking until the
     part is committed): each time, the windows staged since the last read are encoded.
-    on_staged(n) tells how many windows each of those reads found."""
+    on_staged(n) tells how many windows each of those reads found. on_abort() is called
+    when a batch fails, before the reading thread is stopped (it may be waiting for a part)."""
     specs = sorted(specs, key=lambda spec: spec.model_id)  # the writer's lock order
     models = [spec.model_id for spec in specs]
     encoded = stored = 0
@@ -225,15 +229,20 @@ def encode_and_store(windows: str, returns: str, embeddings: str, run_id: str,
             for batch in staged_batches())
         # closing: on a write error the reading thread stops before its connection closes.
         with contextlib.closing(encoded_batches):
-            for staged, vectors in encoded_batches:
-                with writer_conn.transaction():
-                    for model_bit, (spec, model_vectors) in enumerate(
-                            zip(specs, vectors, strict=True)):
-                        stored += writer.write(staged, model_vectors, spec, window_days,
-                                               model_bit)
-                encoded += len(staged)
-                if on_batch is not None:
-                    on_batch(encoded, stored)
+            try:
+                for staged, vectors in encoded_batches:
+                    with writer_conn.transaction():
+                        for model_bit, (spec, model_vectors) in enumerate(
+                                zip(specs, vectors, strict=True)):
+                            stored += writer.write(staged, model_vectors, spec, window_days,
+                                                   model_bit)
+                    encoded += len(staged)
+                    if on_batch is not None:
+                        on_batch(encoded, stored)
+            except BaseException:
+                if on_abort is not None:
+                    on_abort()
+                raise
     return stored
 
 
@@ -277,9 +286,9 @@ class Backfill:
             # Parts 1.. are staged in the background while the parts before are encoded.
             with PartStager(stage_part, parts) as stager:
                 summary.vectors = self._encode_and_store(windows, returns, embeddings,
-                                                         run_id, parts, stager.landed())
+                                                         run_id, parts, stager)
             with psycopg.connect(autocommit=True) as conn:
-                self._count(conn, windows, rejected, summary)
+                self._count(conn, windows, rejected, summary, parts)
             if summary.embedded + summary.skipped + summary.already_stored == 0:
                 raise PipelineError(self._nothing_selected())
             if self.request.run_tests:
@@ -358,42 +367,54 @@ class Backfill:
                                                   request.frequency, instruments))
 
     def _count(self, conn: psycopg.Connection, windows: str, rejected: str,
-               summary: BackfillSummary) -> None:
+               summary: BackfillSummary, parts: int = 1) -> None:
         params = {"windows": sql.SQL(windows), "rejected": sql.SQL(rejected),
                   "run_id": sql.Literal(summary.run_id)}
         row = conn.execute(sql.SQL(RUN_COUNTS).format(**params)).fetchone()
         assert row is not None
-        (summary.instruments, summary.as_of_dates, summary.embedded,
+        (windows_staged, ranks, summary.instruments, summary.as_of_dates, summary.embedded,
          summary.insufficient_history, summary.filled, summary.stale,
          summary.already_stored) = (int(v) for v in row)
+        # Every part selects the instruments and dates again; if they changed between parts
+        # (a status edited, a new trading day in the range), an instrument may have been
+        # staged twice or not at all. The vectors written are right for their windows.
+        if parts > 1 and (windows_staged != summary.instruments * summary.as_of_dates
+                          or ranks != summary.instruments):
+            raise PipelineError(
+                "the selected instruments or as-of dates changed while the run was staged "
+                "in parts; the vectors stored are right, re-run with --skip-existing to "
+                "complete")
         # A window is skipped for one reason only: too little history.
         summary.skipped = summary.insufficient_history
         rejected_row = conn.execute(sql.SQL(RUN_REJECTED_ROWS).format(**params)).fetchone()
         summary.rejected_rows = int(rejected_row[0]) if rejected_row else 0
 
     def _encode_and_store(self, windows: str, returns: str, embeddings: str, run_id: str,
-                          parts: int, parts_landed: Iterator[int]) -> int:
+                          parts: int, stager: PartStager) -> int:
         """Encode and store the run's 'ok' windows, part by part as they land; returns how
         many vectors were written (with --skip-existing, keys already stored are not)."""
         models = len(self.specs)
         progress = Progress(run_id, 0)
-        landed = {"parts": 0, "windows": 0}
+        parts_read = windows_read = 0
 
         def count_parts() -> Iterator[int]:
-            for index in parts_landed:
-                landed["parts"] = index + 1
+            nonlocal parts_read
+            for index in stager.landed():
+                parts_read = index + 1
                 yield index
 
         def on_staged(windows_found: int) -> None:
             # Parts not staged yet are taken to be as big as those that are.
-            landed["windows"] += windows_found
-            progress.expect(round(landed["windows"] * parts / landed["parts"]) * models)
+            nonlocal windows_read
+            windows_read += windows_found
+            progress.expect(round(windows_read * parts / parts_read) * models)
 
         stored = encode_and_store(windows, returns, embeddings, run_id, self.specs,
                                   self.request.window_days, self.request.batch_size,
                                   replace=not self.request.skip_existing,
                                   on_batch=lambda encoded, _: progress.update(encoded * models),
-                                  parts_landed=count_parts(), on_staged=on_staged)
+                                  parts_landed=count_parts(), on_staged=on_staged,
+                                  on_abort=stager.stop)
         progress.finish()
         return stored
 

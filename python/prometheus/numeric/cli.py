@@ -19,6 +19,7 @@ import psycopg
 
 from prometheus.numeric.backfill import Backfill, BackfillRequest
 from prometheus.numeric.errors import PipelineError, UsageError
+from prometheus.numeric.staging import MAX_STAGE_PARTS
 from prometheus.numeric.windows import BATCH_WINDOWS
 
 PROG = "backfill_numeric_embeddings"
@@ -38,15 +39,17 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def _whole_number(minimum: int):  # type: ignore[no-untyped-def]
+def _whole_number(minimum: int, maximum: int | None = None):  # type: ignore[no-untyped-def]
+    allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"must be a whole number >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {value}")
+                f"must be a whole number {allowed}, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be a whole number {allowed}, got {value}")
         return value
     return parse
 
@@ -101,9 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=_whole_number(1), default=BATCH_WINDOWS,
                      help=f"windows per transaction (default {BATCH_WINDOWS}); an interrupted "
                           "run keeps its finished batches")
-    run.add_argument("--stage-parts", type=_whole_number(1), metavar="N",
-                     help="stage the windows in N parts and encode each part while the next "
-                          "is staged (default: by the run's size, 1 for a single date)")
+    run.add_argument("--stage-parts", type=_whole_number(1, MAX_STAGE_PARTS), metavar="N",
+                     help="stage the windows in N parts (at most "
+                          f"{MAX_STAGE_PARTS}) and encode each part while the next is staged "
+                          "(default: by the run's size; one part for a single date or "
+                          "--skip-existing)")
     run.add_argument("--no-tests", dest="run_tests", action="store_false",
                      help="skip the dbt tests of the stored vectors")
     run.add_argument("--project-dir", help="the dbt project (default: found from here)")

@@ -70,6 +70,7 @@ class DiskCache:
     def store(self, kind: str, data: bytes, *parts: str) -> None:
         """Atomically (a temporary file renamed): concurrent runs share the cache."""
         path = self._path(kind, *parts)
+        temporary = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -78,6 +79,8 @@ class DiskCache:
             os.replace(temporary, path)
         except OSError as exc:
             log.debug("dbt cache not written (%s): %s", path, exc)
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
 
 
 class _State:
@@ -142,7 +145,10 @@ def _json_schema(cls: type) -> dict[str, Any]:
             pass
     schema = _dbt_json_schema(cls)
     if cache:
-        cache.store("json_schema", json.dumps(schema).encode(), name)
+        try:
+            cache.store("json_schema", json.dumps(schema).encode(), name)
+        except (TypeError, ValueError) as exc:  # not JSON after all: only not cached
+            log.debug("JSON schema of %s not cached: %s", name, exc)
     return schema
 
 

@@ -17,7 +17,9 @@ T = TypeVar("T")
 _DONE = object()
 
 
-class _Failure:
+class Failure:
+    """An exception a background thread hands to the thread that reads its results."""
+
     def __init__(self, error: BaseException) -> None:
         self.error = error
 
@@ -44,7 +46,7 @@ def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
                     return
             put(_DONE)
         except BaseException as error:  # handed to the consumer, raised there
-            put(_Failure(error))
+            put(Failure(error))
 
     producer = threading.Thread(target=produce, name="prefetch", daemon=True)
     producer.start()
@@ -53,7 +55,7 @@ def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
             item = pending.get()
             if item is _DONE:
                 return
-            if isinstance(item, _Failure):
+            if isinstance(item, Failure):
                 raise item.error
             yield item  # type: ignore[misc]
     finally:

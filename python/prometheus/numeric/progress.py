@@ -34,7 +34,9 @@ class Progress:
         self.done = done
         rate, eta = self._rate_and_eta()
         if self.tty:
-            filled = int(BAR_WIDTH * done / self.total) if self.total else BAR_WIDTH
+            # The total of a run staged in parts is an estimate until its last part lands.
+            filled = min(BAR_WIDTH, int(BAR_WIDTH * done / self.total)) if self.total \
+                else BAR_WIDTH
             bar = "#" * filled + "-" * (BAR_WIDTH - filled)
             sys.stderr.write(f"\r[{bar}] {done}/{self.total} vectors {rate:,.0f}/s "
                              f"ETA {eta:,.0f}s ")

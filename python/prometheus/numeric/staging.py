@@ -11,9 +11,14 @@ Python), so only runs with many windows are split.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
+
+from prometheus.numeric.prefetch import Failure
+
+log = logging.getLogger("prometheus.numeric.staging")
 
 # About this many windows per part: enough to keep the encoder busy while the next part is
 # staged, few enough parts that their invocations stay a small share of the run. On the
@@ -39,21 +44,21 @@ def stage_part_count(windows: int) -> int:
     return max(1, min(MAX_STAGE_PARTS, round(windows / WINDOWS_PER_PART)))
 
 
-class _Failure:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
+_STOPPED = object()
+POLL_SECONDS = 0.2
 
 
 class PartStager:
     """Stages parts 1..part_count-1 in a background thread with stage_part(index), in order,
     one at a time; part 0 is the caller's, staged before. `landed()` yields each part's
-    index once it is committed; an error in the thread is raised there. `close()` lets the
-    invocation in progress finish, stages no more and waits for the thread."""
+    index once it is committed; an error in the thread is raised there. `stop()` (the
+    encoder failed) stages no more parts and ends `landed()`; `close()` also waits for the
+    part in progress, whose dbt invocation cannot be interrupted safely."""
 
     def __init__(self, stage_part: Callable[[int], None], part_count: int) -> None:
         self._stage_part = stage_part
         self.part_count = part_count
-        self._landed: queue.Queue[int | _Failure] = queue.Queue()
+        self._landed: queue.Queue[object] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._stage_rest, name="stage-parts",
                                         daemon=True)
@@ -61,32 +66,42 @@ class PartStager:
             self._thread.start()
 
     def _stage_rest(self) -> None:
-        for index in range(1, self.part_count):
-            if self._stop.is_set():
-                return
-            try:
+        try:
+            for index in range(1, self.part_count):
+                if self._stop.is_set():
+                    return
                 self._stage_part(index)
-            except BaseException as error:  # handed to the reader of landed(), raised there
-                self._landed.put(_Failure(error))
-                return
-            self._landed.put(index)
+                self._landed.put(index)
+        except BaseException as error:  # handed to the reader of landed(), raised there
+            self._landed.put(Failure(error))
+        finally:
+            self._landed.put(_STOPPED)
 
     def landed(self) -> Iterator[int]:
         yield 0
-        for _ in range(1, self.part_count):
-            item = self._landed.get()
-            if isinstance(item, _Failure):
+        while self.part_count > 1 and not self._stop.is_set():
+            try:
+                item = self._landed.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if item is _STOPPED:
+                return
+            if isinstance(item, Failure):
                 raise item.error
+            assert isinstance(item, int)
             yield item
 
     def stop(self) -> None:
-        """Stage no part after the one in progress."""
+        """Stage no part after the one in progress, and end landed()."""
         self._stop.set()
 
     def close(self) -> None:
         self.stop()
-        if self._thread.is_alive():
-            self._thread.join()
+        if self.part_count > 1:
+            self._thread.join(timeout=POLL_SECONDS)
+            if self._thread.is_alive():
+                log.info("waiting for dbt to finish staging the part in progress")
+                self._thread.join()
 
     def __enter__(self) -> PartStager:
         return self
