@@ -159,9 +159,11 @@ where run_id = {run_id}
 """
 
 # The rejected rows inside the run's windows: per instrument, a key-range probe of the
-# prices over the span of its windows, then the rows no window of the run covers are dropped.
-# As a join, PostgreSQL cannot tell how short the spans are and scans every price row;
-# offset 0 keeps the lateral subquery a probe.
+# prices over the span of its windows, then for each rejected row found (a few), a probe of
+# the (instrument_id, as_of_date) index for one window of the run that covers it. PostgreSQL
+# cannot tell how short the spans are or how few rows they hold: as joins, the first read
+# every price row and the second hashed every window of the run (0.86 s for 365,500
+# windows, 0.44 s as probes). offset 0 and limit 1 keep both lateral subqueries probes.
 RUN_REJECTED_ROWS = """
 with spans as (
     select
@@ -181,14 +183,15 @@ cross join lateral (
         and rejected.trade_date between spans.first_date and spans.last_date
     offset 0
 ) as rejected
-where exists (
+cross join lateral (
     select 1
     from {windows} as windows
     where windows.run_id = {run_id}
         and windows.instrument_id = spans.instrument_id
-        and rejected.trade_date between windows.as_of_date - windows.lookback_days
-        and windows.as_of_date
-)
+        and windows.as_of_date >= rejected.trade_date
+        and windows.as_of_date - windows.lookback_days <= rejected.trade_date
+    limit 1
+) as covering
 """
 
 
