@@ -14,14 +14,17 @@ select 1
 
 
 {#
-  SQL counting the rows staged under this run's run_id (an index-only count): what the
-  numeric_windows post-hook compares with the table's size to decide on an ANALYZE. A run
-  staged in parts counts once, after its last part (earlier parts count 0).
+  SQL counting the windows staged under this run's run_id that the run reads back: what the
+  numeric_windows post-hook compares with the table's size to decide on an ANALYZE. Windows
+  found already stored (--skip-existing) are left out: nothing reads them but one test, so a
+  re-run of a finished range does not analyze for them (0.4 s). A run staged in parts counts
+  once, after its last part (earlier parts count 0).
 #}
 {% macro staged_run_rows() -%}
 {%- set params = numeric_window_params() -%}
 {%- if params.stage_part_index == params.stage_part_count - 1 -%}
-select count(*) from {{ this }} where run_id = {{ sql_text(params.run_id) }}
+select count(*) from {{ this }}
+where run_id = {{ sql_text(params.run_id) }} and window_status <> 'already_stored'
 {%- else -%}
 select 0
 {%- endif -%}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 
 from prometheus.numeric.demo_data import MarketShape, load_demo
 from prometheus.numeric.store import refresh_statistics
@@ -70,3 +72,32 @@ def test_staging_analyzes_numeric_windows_after_large_runs_only(empty_db: Databa
     assert _manual_analyzes(empty_db, "numeric_windows") == 2
     stage("third", 1)  # 1 row on 20: left to autovacuum
     assert _manual_analyzes(empty_db, "numeric_windows") == 2
+
+
+def test_a_table_another_run_is_analyzing_is_not_analyzed_again(empty_db: Database) -> None:
+    with empty_db.connect() as conn:
+        conn.execute("create table busy (n int) with (autovacuum_enabled = off)")
+        conn.execute("insert into busy select generate_series(1, 200)")
+        # An index expression that takes 10 ms a row keeps an ANALYZE running for ~2 s.
+        conn.execute("create function slow_identity(n int) returns int language plpgsql"
+                     " immutable as $$ begin perform pg_sleep(0.01); return n; end $$")
+        conn.execute("create index busy_slow on busy (slow_identity(n))")
+
+    def other_run() -> None:
+        with empty_db.connect() as other:
+            other.execute("analyze busy")
+
+    analyzing = threading.Thread(target=other_run)
+    analyzing.start()
+    try:
+        with empty_db.connect() as conn:
+            deadline = time.monotonic() + 10
+            while not conn.execute("select exists (select 1 from pg_stat_progress_analyze"
+                                   " where relid = 'busy'::regclass)").fetchone()[0]:
+                assert time.monotonic() < deadline, "the other ANALYZE never started"
+                time.sleep(0.02)
+            started = time.monotonic()
+            assert not refresh_statistics(conn, '"busy"', 200)  # never analyzed, but busy
+            assert time.monotonic() - started < 1  # did not wait for the other's lock
+    finally:
+        analyzing.join()

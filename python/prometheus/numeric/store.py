@@ -261,6 +261,16 @@ class EmbeddingWriter:
 STALE_STATISTICS_SHARE = 0.1
 
 RELATION_ROWS = "select reltuples from pg_class where oid = to_regclass(%s)"
+# Another run (a shard finishing with this one) analyzing the table right now.
+ANALYZED_BY_ANOTHER_RUN = """
+select exists (
+    select 1
+    from pg_stat_progress_analyze as progress
+    inner join pg_stat_activity as activity on activity.pid = progress.pid
+    where progress.relid = to_regclass(%s) and activity.backend_type = 'client backend'
+        and progress.pid <> pg_backend_pid()
+)
+"""
 
 
 def refresh_statistics(conn: psycopg.Connection, relation: str, rows_written: int) -> bool:
@@ -275,6 +285,12 @@ def refresh_statistics(conn: psycopg.Connection, relation: str, rows_written: in
             return False
         estimated_rows = float(row[0])  # -1: never analyzed
         if estimated_rows >= 0 and rows_written < STALE_STATISTICS_SHARE * estimated_rows:
+            return False
+        # Two ANALYZEs of one table run one after the other (each waits for the other's
+        # lock): when another run is at it, its statistics will do (shards end together).
+        busy = conn.execute(ANALYZED_BY_ANOTHER_RUN, (relation,)).fetchone()
+        if busy and busy[0]:
+            log.info("%s is being analyzed by another run; not analyzing it again", relation)
             return False
         conn.execute(sql.SQL("analyze {}").format(sql.SQL(relation)))
     except psycopg.Error as exc:
