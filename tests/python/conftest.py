@@ -93,6 +93,19 @@ def demo_db(server_env: dict[str, str]) -> Iterator[Database]:
 
 
 @pytest.fixture()
+def demo_db_in_process(demo_db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
+    """demo_db for code run in this process: dbt and psycopg read the libpq and DBT_
+    variables of this process, so they become exactly the database's."""
+    for name in list(os.environ):
+        if name.startswith(("PG", "DBT_")) and name not in demo_db.env:
+            monkeypatch.delenv(name)
+    for name, value in demo_db.env.items():
+        if name.startswith(("PG", "DBT_")):
+            monkeypatch.setenv(name, value)
+    return demo_db
+
+
+@pytest.fixture()
 def empty_db(server_env: dict[str, str]) -> Iterator[Database]:
     database = create_database(server_env, "prometheus_test_empty")
     yield database

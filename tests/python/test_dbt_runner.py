@@ -3,10 +3,7 @@ read ephemeral models (dbt compiles into the manifest it is given)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-import pytest
 
 from prometheus.numeric.dbt_runner import DbtRunner
 
@@ -21,15 +18,8 @@ def _windows(db: Database, run_id: str) -> int:
     return int(row[0])
 
 
-def test_one_runner_stages_windows_twice(demo_db: Database, original_run,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    # dbt reads the libpq and DBT_ variables of this process: exactly the database's.
-    for name in list(os.environ):
-        if name.startswith(("PG", "DBT_")) and name not in demo_db.env:
-            monkeypatch.delenv(name)
-    for name, value in demo_db.env.items():
-        if name.startswith(("PG", "DBT_")):
-            monkeypatch.setenv(name, value)
+def test_one_runner_stages_windows_twice(demo_db_in_process: Database, original_run) -> None:
+    demo_db = demo_db_in_process
     runner = DbtRunner(PROJECT_DIR, Path(demo_db.env["DBT_PROFILES_DIR"]))
     for run_id in ("runner-twice-1", "runner-twice-2"):
         runner.invoke(["run", "--select", "numeric_windows"],

@@ -3,8 +3,6 @@ the selection changes. In-process (cli.main), so dbt can be made to fail at one 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,15 +18,8 @@ ARGS = ["--start-date", "2025-01-06", "--end-date", "2025-01-17", "--market-id",
 
 
 @pytest.fixture
-def in_process(demo_db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
-    """This process talks to demo_db, as the CLI's subprocesses do."""
-    for name in list(os.environ):
-        if name.startswith(("PG", "DBT_")) and name not in demo_db.env:
-            monkeypatch.delenv(name)
-    for name, value in demo_db.env.items():
-        if name.startswith(("PG", "DBT_")):
-            monkeypatch.setenv(name, value)
-    yield demo_db
+def in_process(demo_db_in_process: Database) -> Database:
+    return demo_db_in_process
 
 
 def on_part(monkeypatch: pytest.MonkeyPatch, part: int, action: Any) -> None:
