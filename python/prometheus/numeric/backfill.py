@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -290,16 +291,23 @@ class Backfill:
             with PartStager(stage_part, parts) as stager:
                 summary.vectors = self._encode_and_store(windows, returns, embeddings,
                                                          run_id, parts, stager)
-            with psycopg.connect(autocommit=True) as conn:
-                self._count(conn, windows, rejected, summary, parts)
-            if summary.embedded + summary.skipped + summary.already_stored == 0:
-                raise PipelineError(self._nothing_selected())
-            if self.request.run_tests:
+
+            def analyze_vectors() -> bool:
                 # What numeric_windows' post-hook does for the staged rows (analyze_if_stale),
                 # for the vectors Python wrote: the tests read them next.
                 with psycopg.connect(autocommit=True) as conn:
-                    if refresh_statistics(conn, embeddings, summary.vectors):
-                        log.info("run %s: analyzed %s", run_id, embeddings)
+                    return refresh_statistics(conn, embeddings, summary.vectors)
+
+            # The ANALYZE (0.6 s and more for 360,000 vectors) runs while the run is counted.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="analyze") as pool:
+                analyzed = pool.submit(analyze_vectors) if self.request.run_tests else None
+                with psycopg.connect(autocommit=True) as conn:
+                    self._count(conn, windows, rejected, summary, parts)
+            if summary.embedded + summary.skipped + summary.already_stored == 0:
+                raise PipelineError(self._nothing_selected())
+            if analyzed is not None:
+                if analyzed.result():
+                    log.info("run %s: analyzed %s", run_id, embeddings)
                 log.info("run %s: testing the stored vectors with dbt", run_id)
                 dbt.invoke(["test", "--select", RUN_CHECKS], {"run_id": run_id})
         summary.seconds = time.monotonic() - started
