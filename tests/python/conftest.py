@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -36,6 +37,13 @@ class Database:
             host=self.env["PGHOST"], port=self.env["PGPORT"], user=self.env["PGUSER"],
             dbname=self.env["PGDATABASE"], password=self.env.get("PGPASSWORD"),
             autocommit=True, **kwargs)  # type: ignore[arg-type]
+
+    def value(self, query: str, params: tuple[object, ...] = ()) -> Any:
+        """The one value a query returns (a count, a name), read on a new connection."""
+        with self.connect() as conn:
+            row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+        assert row is not None, query
+        return row[0]
 
     def backfill(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """The command exactly as a user types it, from the project root."""

@@ -11,11 +11,8 @@ from conftest import PROJECT_DIR, Database
 
 
 def _windows(db: Database, run_id: str) -> int:
-    with db.connect() as conn:
-        row = conn.execute("select count(*) from analytics.numeric_windows where run_id = %s",
-                           (run_id,)).fetchone()
-    assert row is not None
-    return int(row[0])
+    return int(db.value("select count(*) from analytics.numeric_windows where run_id = %s",
+                        (run_id,)))
 
 
 def test_one_runner_stages_windows_twice(demo_db_in_process: Database, original_run) -> None:

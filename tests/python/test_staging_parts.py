@@ -36,19 +36,13 @@ def on_part(monkeypatch: pytest.MonkeyPatch, part: int, action: Any) -> None:
 
 
 def latest_run(db: Database) -> str:
-    with db.connect() as conn:
-        row = conn.execute("select run_id from analytics.numeric_windows"
-                           " order by staged_at desc limit 1").fetchone()
-    assert row is not None
-    return str(row[0])
+    return str(db.value("select run_id from analytics.numeric_windows"
+                        " order by staged_at desc limit 1"))
 
 
 def stored_by(db: Database, run_id: str) -> int:
-    with db.connect() as conn:
-        row = conn.execute("select count(*) from numeric_window_embeddings"
-                           " where window_spec ->> 'run_id' = %s", (run_id,)).fetchone()
-    assert row is not None
-    return int(row[0])
+    return int(db.value("select count(*) from numeric_window_embeddings"
+                        " where window_spec ->> 'run_id' = %s", (run_id,)))
 
 
 def test_a_failed_part_stops_the_run_and_keeps_the_parts_before(

@@ -16,10 +16,7 @@ from conftest import Database
 
 
 def _estimated_rows(db: Database) -> float:
-    with db.connect() as conn:
-        row = conn.execute("select reltuples from pg_class where relname = 'grown'").fetchone()
-    assert row is not None
-    return float(row[0])
+    return float(db.value("select reltuples from pg_class where relname = 'grown'"))
 
 
 def test_statistics_follow_large_writes_only(empty_db: Database) -> None:
@@ -47,11 +44,8 @@ def test_statistics_follow_large_writes_only(empty_db: Database) -> None:
 
 
 def _manual_analyzes(db: Database, table: str) -> int:
-    with db.connect() as conn:
-        row = conn.execute("select analyze_count from pg_stat_user_tables where relname = %s",
-                           (table,)).fetchone()
-    assert row is not None
-    return int(row[0])
+    return int(db.value("select analyze_count from pg_stat_user_tables where relname = %s",
+                        (table,)))
 
 
 def test_staging_analyzes_numeric_windows_after_large_runs_only(empty_db: Database) -> None:
