@@ -1,11 +1,20 @@
 {#
-  Pre-hook of numeric_windows: a run (re-)staged under a run_id replaces that run's rows. A
-  delete by the run_id index; dbt's delete+insert strategy planned its
-  `run_id in (select ...)` as a scan of every run's rows (0.4-0.7 s a run, growing).
+  The life of a run's rows in numeric_windows. A run stages its windows under its run_id;
+  while it is in flight its rows stay whatever else happens (concurrent runs read only their
+  own). When it has finished, its rows supersede the rows older runs staged for the same
+  windows (instrument_id, as_of_date, window_days), which are deleted, so the table follows
+  the windows staged, not the number of runs. A run is in flight while it holds its advisory
+  lock (the CLI holds it from staging to its last check; a crashed run holds none); a plain
+  `dbt run` finishes with its model's transaction, so its post-hook prunes at once, while
+  the CLI asks dbt to prune when it is done (the var run_in_flight defers it).
+#}
+
+{#
+  Pre-hook of numeric_windows: a run re-staged under its run_id replaces its rows (a delete
+  by the run_id index).
 #}
 {% macro forget_staged_run() -%}
-{#- A run staged in parts starts with part 0: it forgets the whole run, later parts add. -#}
-{%- if is_incremental() and numeric_window_params().stage_part_index == 0 -%}
+{%- if is_incremental() -%}
 delete from {{ this }} where run_id = {{ sql_text(numeric_window_params().run_id) }}
 {%- else -%}
 select 1
@@ -14,18 +23,124 @@ select 1
 
 
 {#
-  SQL counting the windows staged under this run's run_id that the run reads back: what the
-  numeric_windows post-hook compares with the table's size to decide on an ANALYZE. Windows
-  found already stored (--skip-existing) are left out: nothing reads them but one test, so a
-  re-run of a finished range does not analyze for them (0.4 s). A run staged in parts counts
-  once, after its last part (earlier parts count 0).
+  SQL counting the windows this run staged that it reads back (what the numeric_windows
+  post-hook compares with the table's size to decide on an ANALYZE); windows found already
+  stored are left out: only one test reads them.
 #}
 {% macro staged_run_rows() -%}
-{%- set params = numeric_window_params() -%}
-{%- if params.stage_part_index == params.stage_part_count - 1 -%}
 select count(*) from {{ this }}
-where run_id = {{ sql_text(params.run_id) }} and window_status <> 'already_stored'
+where run_id = {{ sql_text(numeric_window_params().run_id) }}
+    and window_status <> 'already_stored'
+{%- endmacro %}
+
+
+{# The advisory lock a run holds while in flight (Python: queries.RUN_IN_FLIGHT_LOCK). #}
+{% macro run_lock_key(run_id_sql) -%}
+    hashtext('run ' || {{ run_id_sql }})
+{%- endmacro %}
+
+
+{#
+  Deletes what the finished run run_id supersedes: for each window it staged (instrument,
+  as_of_date, window_days), a row of a run not in flight goes when a newer row of the same
+  window, staged (not 'already_stored') for at least the same model_ids, exists; so each
+  window keeps its latest staging per set of models, and what a row says (why a window was
+  skipped, filled, stale) stays true for its models. The run's own 'already_stored' rows go
+  too: they describe nothing once its checks have run. Rows of runs in flight stay.
+#}
+{% macro prune_superseded_windows(run_id, relation=none) -%}
+{%- set windows = relation or ref('numeric_windows') -%}
+with
+
+runs_in_flight as (
+
+    select objid::bigint as lock_key
+    from pg_locks
+    where locktype = 'advisory'
+        and classid = {{ advisory_lock_namespace() }}
+        and objsubid = 2
+        and database = (select oid from pg_database where datname = current_database())
+
+),
+
+finished_keys as (
+
+    select
+        instrument_id,
+        as_of_date,
+        window_days
+
+    from {{ windows }}
+    where run_id = {{ sql_text(run_id) }}
+        and window_status <> 'already_stored'
+
+),
+
+finished_rows as (
+
+    -- The rows of those windows that runs not in flight staged, this run's included.
+    select
+        other.ctid as row_id,
+        other.instrument_id,
+        other.as_of_date,
+        other.window_days,
+        other.window_status,
+        other.model_ids,
+        other.staged_at,
+        other.run_id
+
+    from finished_keys
+    inner join {{ windows }} as other
+        on other.instrument_id = finished_keys.instrument_id
+        and other.as_of_date = finished_keys.as_of_date
+        and other.window_days = finished_keys.window_days
+    where other.run_id = {{ sql_text(run_id) }}
+        or ({{ run_lock_key('other.run_id') }}::bigint & 4294967295) not in (
+            select runs_in_flight.lock_key from runs_in_flight
+        )
+
+),
+
+superseded as (
+
+    select older.row_id
+    from finished_rows as older
+    inner join finished_rows as newer
+        on newer.instrument_id = older.instrument_id
+        and newer.as_of_date = older.as_of_date
+        and newer.window_days = older.window_days
+    where newer.window_status <> 'already_stored'
+        and (newer.staged_at, newer.run_id) > (older.staged_at, older.run_id)
+        and newer.model_ids @> older.model_ids
+
+    union all
+
+    select own.ctid as row_id
+    from {{ windows }} as own
+    where own.run_id = {{ sql_text(run_id) }}
+        and own.window_status = 'already_stored'
+
+)
+
+delete from {{ windows }}
+where ctid in (select superseded.row_id from superseded)
+{%- endmacro %}
+
+
+{# Post-hook of numeric_windows: a plain `dbt run` finishes here, so it prunes now. #}
+{% macro prune_after_dbt_run() -%}
+{%- if is_incremental() and not var('run_in_flight', false) -%}
+{{ prune_superseded_windows(numeric_window_params().run_id, this) }}
 {%- else -%}
-select 0
+select 1
 {%- endif -%}
+{%- endmacro %}
+
+
+{# `dbt run-operation prune_finished_run --args '{run_id: ...}'`: the CLI, when its run is done. #}
+{% macro prune_finished_run(run_id) -%}
+{%- call statement('prune_finished_run', auto_begin=true) -%}
+{{ prune_superseded_windows(run_id) }}
+{%- endcall -%}
+{%- do adapter.commit() -%}
 {%- endmacro %}

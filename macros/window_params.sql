@@ -1,30 +1,24 @@
 {#
   The vars of one staging run, checked once and returned as a dict. A bad var stops the run
-  with a message naming it; a missing required var stops `dbt run`/`dbt build` only, so that
-  `dbt compile`, `dbt docs generate` and `dbt test` work without any vars.
+  with a message naming it. With no vars at all, `dbt run` stages the latest trading day for
+  every ACTIVE EQUITY instrument; vars narrow it.
 
-  as_of             one as-of date (YYYY-MM-DD), or
+  as_of             one as-of date (YYYY-MM-DD); default: the latest trading day of the
+                    daily returns (a `dbt run` or `dbt build` without dates)
   start_date, end_date, frequency   a range of as-of dates: daily | weekly | month-end
   window_days       rows per window (default 63)
   min_days          fewest observed rows for a window (default floor(0.87 * window_days))
-  market_id         market whose ACTIVE EQUITY instruments are selected
-  limit, offset     page through that market by instrument_id
+  market_id         market whose ACTIVE EQUITY instruments are selected (default: every
+                    market, unless instrument_ids alone are given)
+  limit, offset     page through those instruments by instrument_id
   instrument_ids    explicit instruments, added whatever their status
   shard_index, shard_count   keep the selected instruments whose stable hash (md5 of
                     instrument_id) mod shard_count is shard_index: N workers, one backfill
-  stage_part_index, stage_part_count   stage only part stage_part_index of the selected
-                    instruments (consecutive selection ranks, stage_part_count parts): the
-                    CLI stages a big run part by part, part 0 first, and encodes each part
-                    while the next is staged
   run_id            key of the staged rows (default: dbt's invocation_id)
 #}
 
 {% macro fail_var(name, problem) %}
   {{ exceptions.raise_compiler_error("var '" ~ name ~ "' " ~ problem) }}
-{% endmacro %}
-
-{% macro is_plain_string(value) %}
-  {{ return(value is string) }}
 {% endmacro %}
 
 {% macro parse_date_var(name) %}
@@ -123,13 +117,8 @@
       'instrument_ids': parse_text_list_var('instrument_ids'),
       'shard_index': parse_int_var('shard_index', 0, 0),
       'shard_count': parse_int_var('shard_count', 1, 1),
-      'stage_part_index': parse_int_var('stage_part_index', 0, 0),
-      'stage_part_count': parse_int_var('stage_part_count', 1, 1),
       'run_id': run_id,
   } %}
-  {% if params.stage_part_index >= params.stage_part_count %}
-    {% do fail_var('stage_part_index', "must be below stage_part_count (" ~ params.stage_part_count ~ "), got " ~ params.stage_part_index) %}
-  {% endif %}
   {% if params.shard_index >= params.shard_count %}
     {% do fail_var('shard_index', "must be below shard_count (" ~ params.shard_count ~ "), got " ~ params.shard_index) %}
   {% endif %}
@@ -142,15 +131,28 @@
   {% if params.start_date and params.start_date > params.end_date %}
     {% do fail_var('start_date', "(" ~ params.start_date ~ ") is after end_date (" ~ params.end_date ~ ")") %}
   {% endif %}
-  {% if execute and flags.WHICH in ['run', 'build'] %}
-    {% if not params.as_of and not params.start_date %}
-      {% do fail_var('as_of', "is required to stage windows (or start_date and end_date), e.g. --vars '{as_of: \"2025-01-31\", market_id: US_EQ}'") %}
-    {% endif %}
-    {% if not params.market_id and not params.instrument_ids %}
-      {% do fail_var('market_id', "or 'instrument_ids' is required: nothing would be selected") %}
-    {% endif %}
+  {% if not params.as_of and not params.start_date %}
+    {% do params.update({'as_of': latest_trading_day()}) %}
   {% endif %}
+  {# The first and last as-of dates the run can have, as SQL date literals: the days its
+     windows can reach are [first_as_of - lookback_days, last_as_of]. #}
+  {% do params.update({
+      'first_as_of': sql_date(params.as_of or params.start_date),
+      'last_as_of': sql_date(params.as_of or params.end_date),
+  }) %}
   {{ return(params) }}
+{% endmacro %}
+
+{% macro latest_trading_day() %}
+  {#- The last trade date of the daily returns, when `dbt run`/`dbt build` stages windows
+      without dates (read at execution, after the returns are brought up to date); none
+      when compiling for anything else. -#}
+  {%- set daily_returns = ref('int_daily_returns_computed') -%}  {#- at parse time too: a dependency -#}
+  {% if execute and flags.WHICH in ['run', 'build'] %}
+    {% set latest = run_query('select max(trade_date)::text from ' ~ daily_returns) %}
+    {{ return(latest.columns[0].values()[0]) }}
+  {% endif %}
+  {{ return(none) }}
 {% endmacro %}
 
 {% macro lookback_days(window_days) %}

@@ -1,87 +1,52 @@
 {%- set params = numeric_window_params() -%}
 
--- The as-of dates of one run: the one given, or the market's trading days in a range
--- (daily), the last trading day of each week (weekly) or of each month (month-end).
--- Trading days come from the valid prices of the selected instruments' markets.
--- depends_on: {{ ref('int_daily_returns_computed') }}
+-- The as-of dates of one run: the one given (by default the latest trading day), or the
+-- trading days of a range (daily), the last trading day of each week (weekly) or of each
+-- month (month-end), from the run's market calendar.
+-- depends_on: {{ ref('int_market_calendar') }}
+
+{% if params.start_date -%}
 
 with
 
-selected_instruments as (
+market_calendar as (
 
-    select * from {{ ref('int_instruments_selected') }}
-
-),
-
-instruments as (
-
-    select * from {{ ref('stg_historical_db__instruments') }}
-
-),
-
-{% if params.as_of %}
-
-final as (
-
-    select {{ sql_date(params.as_of) }} as as_of_date
-
-)
-
-{% elif params.start_date %}
-
-selected_markets as (
-
-    select distinct market_id
-    from selected_instruments
-    where market_id is not null
-
-),
-
-calendar_instruments as materialized (
-
-    select instruments.instrument_id
-    from instruments
-    inner join selected_markets
-        on selected_markets.market_id = instruments.market_id
-
-    union
-
-    select selected_instruments.instrument_id
-    from selected_instruments
+    select * from {{ ref('int_market_calendar') }}
 
 ),
 
 trading_days as (
 
-    select trade_date
-    from {{ trading_days(ref('int_daily_returns_computed'),
-        'select instrument_id from calendar_instruments',
-        sql_date(params.start_date), sql_date(params.end_date)) }} as calendar_days
+    select distinct trade_date
+    from market_calendar
+    where trade_date between {{ sql_date(params.start_date) }} and {{ sql_date(params.end_date) }}
 
 ),
 
 final as (
 
-    {% if params.frequency == 'daily' %}
+    {% if params.frequency == 'daily' -%}
     select trade_date as as_of_date
     from trading_days
-    {% else %}
+    {%- else -%}
     select max(trade_date) as as_of_date
     from trading_days
     group by date_trunc('{{ "week" if params.frequency == "weekly" else "month" }}', trade_date)
-    {% endif %}
+    {%- endif %}
 
 )
 
-{% else %}
+{%- else -%}
+
+with
 
 final as (
 
-    select null::date as as_of_date
-    where false
+    select {{ params.first_as_of }} as as_of_date
+    where {{ params.first_as_of }} is not null
 
 )
 
-{% endif %}
+{%- endif %}
 
 select * from final

@@ -1,7 +1,8 @@
 {%- set params = numeric_window_params() -%}
 
--- SPEC "Instrument selection": the market's ACTIVE EQUITY instruments by instrument_id, paged
--- with offset/limit, then the explicit instrument_ids (whatever their status), de-duplicated,
+-- SPEC "Instrument selection": the ACTIVE EQUITY instruments of market_id (of every market
+-- when neither market_id nor instrument_ids is given) by instrument_id, paged with
+-- offset/limit, then the explicit instrument_ids (whatever their status), de-duplicated,
 -- first seen first; with shard vars, this worker's share of them.
 
 with
@@ -19,9 +20,13 @@ market_page as (
         market_id
 
     from instruments
-    where market_id = {{ sql_text(params.market_id) }}
-        and asset_class = 'EQUITY'
+    where asset_class = 'EQUITY'
         and instrument_status = 'ACTIVE'
+        {% if params.market_id is not none -%}
+        and market_id = {{ sql_text(params.market_id) }}
+        {%- elif params.instrument_ids -%}
+        and false
+        {%- endif %}
     order by instrument_id
     offset {{ params.offset }}
     {% if params.limit is not none -%} limit {{ params.limit }} {%- endif %}

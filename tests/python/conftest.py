@@ -1,12 +1,23 @@
-"""Fixtures: a real PostgreSQL (the project's private cluster, or the server the libpq
-variables name), one fresh database per test session, the demo market loaded into it."""
+"""Fixtures: a real PostgreSQL (the project's private cluster), databases copied from
+templates built once per session, and the CLI and dbt run in this process.
+
+Templates: `demo` holds the demo market with the project deployed (views, seed, daily
+returns) and nothing staged or stored; `small` holds a smaller market, not deployed. A test
+gets a copy (`create database ... template`), not a rebuild. Every database keeps its own
+dbt target folder, so dbt's partial parse stays valid for it (it depends on the profile,
+hence on the database name) and each in-process invocation parses in a fraction of a second.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import io
 import os
+import re
+import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +27,52 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from prometheus.numeric import cli
+from prometheus.numeric.dbt_runner import DbtRunner
 from prometheus.numeric.demo_data import MarketShape, load_demo
-from prometheus.numeric.pgcluster import ensure_server
+from prometheus.numeric.pgcluster import PrivateCluster
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ORIGINAL_COMMAND = [
     "--as-of", "2025-01-31", "--window-days", "63", "--market-id", "US_EQ",
     "--limit", "500", "--model-id", "num-stab-core-v1",
 ]
+# A market that covers the demo's special cases in a few months (the incremental tests').
+SMALL_MARKET = MarketShape(active_equities=401, start_date=dt.date(2024, 6, 3),
+                           end_date=dt.date(2024, 12, 31))
+TARGETS = PROJECT_DIR / "target" / "tests"
+SESSION = f"{os.getpid()}"
+
+
+@dataclass
+class CliResult:
+    """What a CLI run printed and returned, as a process would have."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def summary(self) -> dict[str, str]:
+        lines = self.stdout.strip().splitlines()
+        return dict(re.findall(r"(\w+)=(\S+)", lines[-1])) if lines else {}
+
+
+@dataclass
+class DbtResult:
+    """An in-process dbt invocation: its exit code (as dbt's CLI gives it), each node's
+    status and failing-row count, and the error text of a failed invocation."""
+
+    returncode: int
+    nodes: dict[str, tuple[str, int]]  # node name -> (status, failures)
+    error: str
+    warnings: list[str]  # the warn-level events dbt logged (deprecations, bad config, ...)
+    logs: list[str]  # what the project's macros logged ({{ log(..., info=True) }})
+
+    def node(self, prefix: str) -> tuple[str, int]:
+        """(status, failures) of the one node whose name starts with prefix."""
+        found = [value for name, value in self.nodes.items() if name.startswith(prefix)]
+        assert len(found) == 1, (prefix, sorted(self.nodes))
+        return found[0]
 
 
 @dataclass
@@ -31,6 +80,10 @@ class Database:
     """One database on the test server, with the environment that reaches it."""
 
     env: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.env["PGDATABASE"]
 
     def connect(self, **kwargs: object) -> psycopg.Connection:
         return psycopg.connect(
@@ -45,84 +98,203 @@ class Database:
         assert row is not None, query
         return row[0]
 
-    def backfill(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """The command exactly as a user types it, from the project root."""
+    @contextlib.contextmanager
+    def environment(self) -> Iterator[None]:
+        """This process's PG* and DBT_* variables exactly the database's, for the block."""
+        saved = dict(os.environ)
+        for name in list(os.environ):
+            if name.startswith(("PG", "DBT_")):
+                del os.environ[name]
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith(("PG", "DBT_"))})
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def backfill(self, *args: str) -> CliResult:
+        """The backfill command with these flags, in this process (cli.main)."""
+        out, err = io.StringIO(), io.StringIO()
+        with self.environment(), contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exit_:  # argparse's usage errors
+                code = int(exit_.code or 0)
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    def backfill_process(self, *args: str, timeout: float = 600
+                         ) -> subprocess.CompletedProcess[str]:
+        """The command exactly as a user types it, from the project root, as a process."""
         return subprocess.run(
             [sys.executable, "-m", "prometheus.scripts.backfill_numeric_embeddings", *args],
             cwd=PROJECT_DIR, env=self.env, capture_output=True, text=True, timeout=timeout)
 
-    def dbt(self, *args: str) -> subprocess.CompletedProcess[str]:
-        dbt = Path(sys.executable).parent / "dbt"
-        return subprocess.run([str(dbt), *args], cwd=PROJECT_DIR, env=self.env,
-                              capture_output=True, text=True, timeout=600)
+    @contextlib.contextmanager
+    def dbt_runner(self) -> Iterator[DbtRunner]:
+        """The project's DbtRunner on this database (parsed once, invoked with any vars)."""
+        with self.environment():
+            yield DbtRunner(PROJECT_DIR, Path(self.env["DBT_PROFILES_DIR"]))
+
+    def dbt(self, *args: str) -> DbtResult:
+        """`dbt <args>` as typed by hand (parsing as dbt does), in this process."""
+        from dbt.cli.main import dbtRunner
+
+        warnings: list[str] = []
+        logs: list[str] = []
+
+        def collect(event: Any) -> None:
+            if event.info.level == "warn":
+                warnings.append(f"{event.info.name}: {event.info.msg}")
+            if event.info.name == "JinjaLogInfo":
+                logs.append(str(event.info.msg))
+
+        with self.environment():
+            result = dbtRunner(callbacks=[collect]).invoke(
+                [*args, "--project-dir", str(PROJECT_DIR), "--log-level", "none"])
+        nodes = {}
+        for node_result in getattr(result.result, "results", None) or []:
+            node = getattr(node_result, "node", None)
+            if node is not None:
+                nodes[node.name] = (str(node_result.status),
+                                    int(getattr(node_result, "failures", 0) or 0))
+        # dbt's CLI exits 1 on failing nodes, 2 on an exception.
+        code = 0 if result.success else (2 if result.exception is not None else 1)
+        return DbtResult(code, nodes, failure_text(result), warnings, logs)
 
 
-def _server_env(tmp_profiles: Path) -> dict[str, str]:
-    connection = ensure_server(PROJECT_DIR)
+def failure_text(result: Any) -> str:
+    """Everything a failed dbtRunnerResult says went wrong: its exception, each failed node's
+    message."""
+    messages = [str(result.exception or "")]
+    for node_result in getattr(result.result, "results", None) or []:
+        messages.append(str(getattr(node_result, "message", "") or ""))
+    return "\n".join(messages)
+
+
+def _server_env() -> dict[str, str]:
+    connection = PrivateCluster(PROJECT_DIR).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DBT_"))}
     env.update(connection.environ())
-    profiles = tmp_profiles / "profiles.yml"
-    profiles.write_text((PROJECT_DIR / "profiles.example.yml").read_text())
-    env["DBT_PROFILES_DIR"] = str(tmp_profiles)
     return env
 
 
-def create_database(env: dict[str, str], prefix: str) -> Database:
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"],
-                         dbname="postgres", password=env.get("PGPASSWORD"),
-                         autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    return Database({**env, "PGDATABASE": name})
+def _admin(env: dict[str, str]) -> psycopg.Connection:
+    return psycopg.connect(host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"],
+                           dbname="postgres", password=env.get("PGPASSWORD"), autocommit=True)
+
+
+def _database(server_env: dict[str, str], profiles_dir: Path, name: str) -> Database:
+    target = TARGETS / name
+    target.mkdir(parents=True, exist_ok=True)
+    return Database({**server_env, "PGDATABASE": name, "DBT_PROFILES_DIR": str(profiles_dir),
+                     "DBT_TARGET_PATH": str(target)})
+
+
+def create_database(template_env: dict[str, str], name: str,
+                    template: str | None = None) -> None:
+    """(Re)create a database, empty or as a copy of a template."""
+    with _admin(template_env) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(
+            sql.Identifier(name)))
+        if template is None:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+            return
+        # file_copy copies the files at once (PostgreSQL 15+); older servers copy as usual.
+        fast = conn.execute("select current_setting('server_version_num')::int >= 150000"
+                            ).fetchone()
+        strategy = sql.SQL(" strategy file_copy" if fast and fast[0] else "")
+        conn.execute(sql.SQL("create database {} template {}{}").format(
+            sql.Identifier(name), sql.Identifier(template), strategy))
 
 
 def drop_database(database: Database) -> None:
-    env = database.env
-    with psycopg.connect(host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"],
-                         dbname="postgres", password=env.get("PGPASSWORD"),
-                         autocommit=True) as conn:
+    with _admin(database.env) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(
-            sql.Identifier(env["PGDATABASE"])))
+            sql.Identifier(database.name)))
 
 
 @pytest.fixture(scope="session")
-def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return _server_env(tmp_path_factory.mktemp("dbt_profiles"))
+def server_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    env = _server_env()
+    profiles = tmp_path_factory.mktemp("dbt_profiles")
+    (profiles / "profiles.yml").write_text((PROJECT_DIR / "profiles.example.yml").read_text())
+    env["TEST_PROFILES_DIR"] = str(profiles)
+    yield env
+    shutil.rmtree(TARGETS, ignore_errors=True)
+
+
+def _session_database(server_env: dict[str, str], kind: str) -> Database:
+    return _database(server_env, Path(server_env["TEST_PROFILES_DIR"]),
+                     f"pt_{kind}_{SESSION}")
 
 
 @pytest.fixture(scope="session")
-def demo_db(server_env: dict[str, str]) -> Iterator[Database]:
-    """The demo market, as `make demo` loads it, in a database of its own."""
-    database = create_database(server_env, "prometheus_test")
+def demo_template(server_env: dict[str, str]) -> Iterator[Database]:
+    """The demo market with the project deployed, nothing staged or stored."""
+    database = _session_database(server_env, "demo_template")
+    create_database(server_env, database.name)
     with database.connect() as conn:
         load_demo(conn, "public", MarketShape())
-    yield database
-    drop_database(database)
-
-
-@pytest.fixture()
-def demo_db_in_process(demo_db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
-    """demo_db for code run in this process: dbt and psycopg read the libpq and DBT_
-    variables of this process, so they become exactly the database's."""
-    for name in list(os.environ):
-        if name.startswith(("PG", "DBT_")) and name not in demo_db.env:
-            monkeypatch.delenv(name)
-    for name, value in demo_db.env.items():
-        if name.startswith(("PG", "DBT_")):
-            monkeypatch.setenv(name, value)
-    return demo_db
-
-
-@pytest.fixture()
-def empty_db(server_env: dict[str, str]) -> Iterator[Database]:
-    database = create_database(server_env, "prometheus_test_empty")
+    deploy = database.backfill("--as-of", "2025-01-31", "--instrument-id", "US_EQ_0001",
+                               "--no-tests")
+    assert deploy.returncode == 0, deploy.stderr
+    with database.connect() as conn:
+        conn.execute("truncate numeric_window_embeddings, analytics.numeric_windows")
+        conn.execute("vacuum analyze")
     yield database
     drop_database(database)
 
 
 @pytest.fixture(scope="session")
-def original_run(demo_db: Database) -> subprocess.CompletedProcess[str]:
+def small_template(server_env: dict[str, str]) -> Iterator[Database]:
+    """SMALL_MARKET loaded, the project not deployed."""
+    database = _session_database(server_env, "small_template")
+    create_database(server_env, database.name)
+    with database.connect() as conn:
+        load_demo(conn, "public", SMALL_MARKET)
+    yield database
+    drop_database(database)
+
+
+@pytest.fixture(scope="session")
+def demo_db(server_env: dict[str, str], demo_template: Database) -> Iterator[Database]:
+    """The demo market, deployed, shared by the tests that only add to it."""
+    database = _session_database(server_env, "demo")
+    create_database(server_env, database.name, demo_template.name)
+    yield database
+    drop_database(database)
+
+
+@pytest.fixture(scope="session")
+def original_run(demo_db: Database) -> CliResult:
     """The original workflow's command, run once on the demo market."""
     result = demo_db.backfill(*ORIGINAL_COMMAND)
     assert result.returncode == 0, result.stderr
     return result
+
+
+@pytest.fixture()
+def scratch_db(server_env: dict[str, str], demo_template: Database) -> Iterator[Database]:
+    """A fresh copy of the deployed demo market, for a test that changes it."""
+    database = _session_database(server_env, "scratch")
+    create_database(server_env, database.name, demo_template.name)
+    yield database
+    drop_database(database)
+
+
+@pytest.fixture()
+def small_db(server_env: dict[str, str], small_template: Database) -> Iterator[Database]:
+    """A fresh copy of SMALL_MARKET, not deployed."""
+    database = _session_database(server_env, "small")
+    create_database(server_env, database.name, small_template.name)
+    yield database
+    drop_database(database)
+
+
+@pytest.fixture()
+def empty_db(server_env: dict[str, str]) -> Iterator[Database]:
+    database = _session_database(server_env, "empty")
+    create_database(server_env, database.name)
+    yield database
+    drop_database(database)

@@ -3,11 +3,7 @@ read ephemeral models (dbt compiles into the manifest it is given)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from prometheus.numeric.dbt_runner import DbtRunner
-
-from conftest import PROJECT_DIR, Database
+from conftest import Database
 
 
 def _windows(db: Database, run_id: str) -> int:
@@ -15,11 +11,10 @@ def _windows(db: Database, run_id: str) -> int:
                         (run_id,)))
 
 
-def test_one_runner_stages_windows_twice(demo_db_in_process: Database, original_run) -> None:
-    demo_db = demo_db_in_process
-    runner = DbtRunner(PROJECT_DIR, Path(demo_db.env["DBT_PROFILES_DIR"]))
-    for run_id in ("runner-twice-1", "runner-twice-2"):
-        runner.invoke(["run", "--select", "numeric_windows"],
-                      {"run_id": run_id, "as_of": "2025-01-31", "market_id": "US_EQ",
-                       "limit": 7})
-        assert _windows(demo_db, run_id) == 7
+def test_one_runner_stages_windows_twice(demo_db: Database, original_run) -> None:
+    with demo_db.dbt_runner() as runner:
+        for run_id in ("runner-twice-1", "runner-twice-2"):
+            runner.invoke(["run", "--select", "numeric_windows"],
+                          {"run_id": run_id, "as_of": "2025-01-31", "market_id": "US_EQ",
+                           "limit": 7, "run_in_flight": True})
+            assert _windows(demo_db, run_id) == 7

@@ -83,7 +83,9 @@ def test_cosine_matches_numpy_on_stored_vectors(demo_db: Database, original_run)
             "select a.vector, b.vector, embedding_cosine(a.vector, b.vector)"
             " from numeric_window_embeddings as a"
             " cross join lateral (select vector from numeric_window_embeddings"
-            "   where embedding_id <> a.embedding_id order by embedding_id limit 3) as b"
+            "   where embedding_id <> a.embedding_id and model_id = a.model_id"
+            "   order by embedding_id limit 3) as b"
+            " where a.model_id = 'num-stab-core-v1' and a.as_of_date = '2025-01-31'"
         ).fetchall()
     assert len(rows) >= 3 * 496
     errors = [abs(cos - numpy_cosine(bytes(a), bytes(b))) / abs(numpy_cosine(bytes(a), bytes(b)))
@@ -114,9 +116,9 @@ def test_cosine_edge_cases(demo_db: Database) -> None:
 
 
 def test_functions_install_idempotently_and_concurrently(empty_db: Database) -> None:
-    compiled = empty_db.dbt("compile", "--quiet", "--inline", "{{ create_embedding_functions() }}")
-    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
-    hook_sql = compiled.stdout.strip()
+    with empty_db.dbt_runner() as dbt:
+        compiled = dbt.invoke(["compile", "--inline", "{{ create_embedding_functions() }}"])
+    hook_sql = compiled.result.results[0].node.compiled_code.strip()
     assert hook_sql.startswith("do $ddl$")
     failures: list[BaseException] = []
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import signal
 import subprocess
 import sys
@@ -11,10 +13,11 @@ import numpy as np
 import psycopg
 import pytest
 
+from prometheus.numeric import dedupe
 from prometheus.numeric.demo_data import MarketShape, demo_instruments, generate_prices
 from prometheus.numeric.pgcluster import PrivateCluster
 
-from conftest import ORIGINAL_COMMAND, PROJECT_DIR, Database
+from conftest import ORIGINAL_COMMAND, PROJECT_DIR, CliResult, Database, failure_text
 from reference import assert_vector_matches, reference_vector, reference_window
 
 BASE = ["--as-of", "2025-01-31", "--market-id", "US_EQ", "--limit", "5"]
@@ -27,7 +30,7 @@ def table_counts(db: Database) -> tuple[int, int]:
     return int(embeddings[0]), int(prices[0])  # type: ignore[index]
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int,
+def assert_one_line_error(result: CliResult | subprocess.CompletedProcess[str], code: int,
                           *words: str) -> None:
     assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr
@@ -65,6 +68,19 @@ def test_bad_arguments_exit_2_before_anything_is_written(
     assert table_counts(demo_db) == before
 
 
+def test_a_usage_error_exits_before_dbt_is_imported(demo_db: Database) -> None:
+    """The process is what is tested: it must not pay dbt's import to say a flag is wrong."""
+    check = ("import sys; from prometheus.numeric import cli; code = cli.main(sys.argv[1:]);"
+             " print(sorted(m for m in sys.modules if m == 'dbt' or m.startswith('dbt.')));"
+             " sys.exit(code)")
+    result = subprocess.run(
+        [sys.executable, "-c", check, "--as-of", "2025-01-31", "--market-id", "US_EQ",
+         "--model-id", "num-nope-v9"],
+        cwd=PROJECT_DIR, env=demo_db.env, capture_output=True, text=True, timeout=60)
+    assert_one_line_error(result, 2, "unknown --model-id 'num-nope-v9'")
+    assert result.stdout.strip() == "[]"
+
+
 def test_hostile_strings_are_data(demo_db: Database, original_run) -> None:
     before = table_counts(demo_db)
     hostile = "US_EQ'; drop table prices_daily; --"
@@ -78,24 +94,36 @@ def test_hostile_strings_are_data(demo_db: Database, original_run) -> None:
     assert "embedded=5 skipped=1 " in result.stdout
 
 
-@pytest.mark.parametrize(("dbt_vars", "var_name"), [
-    ('{as_of: "2025-13-01", market_id: US_EQ}', "var 'as_of'"),
-    ('{as_of: "2025-01-31", market_id: US_EQ, window_days: 0}', "var 'window_days'"),
-    ('{as_of: "2025-01-31", market_id: US_EQ, limit: -2}', "var 'limit'"),
-    ('{as_of: "2025-01-31"}', "var 'market_id'"),
-    ('{market_id: US_EQ}', "var 'as_of'"),
-    ('{start_date: "2025-02-01", end_date: "2025-01-01", market_id: US_EQ}',
+BAD_VARS = [
+    ({"as_of": "2025-13-01", "market_id": "US_EQ"}, "var 'as_of'"),
+    ({"as_of": "2025-01-31", "market_id": "US_EQ", "window_days": 0}, "var 'window_days'"),
+    ({"as_of": "2025-01-31", "market_id": "US_EQ", "limit": -2}, "var 'limit'"),
+    ({"as_of": "2025-01-31", "market_id": "US_EQ", "min_days": 70}, "var 'min_days'"),
+    ({"as_of": "2025-01-31", "instrument_ids": ["US_EQ_0001", ""]}, "var 'instrument_ids'"),
+    ({"start_date": "2025-02-01", "end_date": "2025-01-01", "market_id": "US_EQ"},
      "var 'start_date'"),
-    ('{as_of: "2025-01-31", market_id: US_EQ, frequency: hourly}', "var 'frequency'"),
-])
-def test_bad_dbt_vars_fail_the_run_naming_the_var(demo_db: Database, dbt_vars: str,
-                                                   var_name: str) -> None:
-    result = demo_db.dbt("run", "--select", "numeric_windows", "--vars", dbt_vars)
-    assert result.returncode != 0
-    assert var_name in result.stdout
+    ({"start_date": "2025-01-01", "market_id": "US_EQ"}, "var 'end_date'"),
+    ({"as_of": "2025-01-31", "start_date": "2025-01-01", "end_date": "2025-01-31"},
+     "var 'as_of'"),
+    ({"as_of": "2025-01-31", "market_id": "US_EQ", "frequency": "hourly"}, "var 'frequency'"),
+    ({"as_of": "2025-01-31", "shard_index": 2, "shard_count": 2}, "var 'shard_index'"),
+]
+
+
+def test_bad_dbt_vars_fail_the_run_naming_the_var(demo_db: Database) -> None:
+    """One parse, then one invocation per bad set of vars (dbt re-parses when the vars on its
+    command line change, so they go to the parsed project instead)."""
+    before = demo_db.value("select count(*) from analytics.numeric_windows")
+    with demo_db.dbt_runner() as dbt:
+        for dbt_vars, var_name in BAD_VARS:
+            result = dbt.invoke(["run", "--select", "numeric_windows"], dbt_vars, check=False)
+            assert not result.success, dbt_vars
+            assert var_name in failure_text(result), (dbt_vars, failure_text(result))
+    assert demo_db.value("select count(*) from analytics.numeric_windows") == before
 
 
 def _backfill_process(db: Database, *args: str) -> subprocess.Popen[str]:
+    """The command as a process, running while the test acts on it."""
     return subprocess.Popen(
         [sys.executable, "-m", "prometheus.scripts.backfill_numeric_embeddings", *args],
         cwd=PROJECT_DIR, env=db.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -335,11 +363,10 @@ def test_duplicates_from_the_original_tool_stop_the_run(empty_db: Database) -> N
     assert_one_line_error(result, 1, "1 duplicated", "dedupe_numeric_embeddings --apply")
     with empty_db.connect() as conn:
         assert conn.execute("select count(*) from numeric_window_embeddings").fetchone() == (2,)
-    dedupe = subprocess.run(
-        [sys.executable, "-m", "prometheus.scripts.dedupe_numeric_embeddings", "--apply"],
-        cwd=PROJECT_DIR, env=empty_db.env, capture_output=True, text=True, timeout=120)
-    assert dedupe.returncode == 0, dedupe.stderr
-    assert "deleted 1 older duplicate rows" in dedupe.stdout
+    out = io.StringIO()
+    with empty_db.environment(), contextlib.redirect_stdout(out):
+        assert dedupe.main(["--apply"]) == 0
+    assert "deleted 1 older duplicate rows" in out.getvalue()
     with empty_db.connect() as conn:
         kept = conn.execute("select vector from numeric_window_embeddings").fetchall()
     assert [bytes(r[0]) for r in kept] == [b"new"]

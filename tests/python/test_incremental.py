@@ -8,14 +8,9 @@ import datetime as dt
 import numpy as np
 import psycopg
 
-from prometheus.numeric.demo_data import MarketShape, load_demo
-
 from conftest import Database
 from reference import load_history, valid_mask
 
-SHAPE = MarketShape(active_equities=401,  # the fewest the demo's special cases need
-                    start_date=dt.date(2024, 6, 3),
-                    end_date=dt.date(2024, 12, 31))
 RETURNS = "analytics.int_daily_returns_computed"
 STAGE = ["run", "--select", "+int_daily_returns_computed"]
 
@@ -60,17 +55,16 @@ def row_versions(conn: psycopg.Connection) -> dict[str, set[str]]:
 
 
 def test_new_days_append_and_corrections_recompute_only_their_instruments(
-        empty_db: Database) -> None:
-    with empty_db.connect() as conn:
-        load_demo(conn, "public", SHAPE)
+        small_db: Database) -> None:
+    with small_db.connect() as conn:
         ids = [r[0] for r in conn.execute(
             "select distinct instrument_id from prices_daily order by 1")]
         conn.execute("create table held_back as select * from prices_daily"
                      " where trade_date > '2024-12-20'")
         conn.execute("delete from prices_daily where trade_date > '2024-12-20'")
-    first = empty_db.dbt(*STAGE)
-    assert first.returncode == 0, first.stdout
-    with empty_db.connect() as conn:
+    first = small_db.dbt(*STAGE)
+    assert first.returncode == 0, first.error
+    with small_db.connect() as conn:
         assert_equals_from_scratch(conn)
         before = row_versions(conn)
 
@@ -91,9 +85,9 @@ def test_new_days_append_and_corrections_recompute_only_their_instruments(
         assert late_row is not None
         conn.execute("delete from prices_daily where instrument_id = %s and trade_date = %s",
                      (late, late_row[0]))
-    second = empty_db.dbt(*STAGE)
-    assert second.returncode == 0, second.stdout
-    with empty_db.connect() as conn:
+    second = small_db.dbt(*STAGE)
+    assert second.returncode == 0, second.error
+    with small_db.connect() as conn:
         assert_equals_from_scratch(conn)
         after = row_versions(conn)
     for instrument_id in (corrected, deleted, invalidated, late):
@@ -105,39 +99,37 @@ def test_new_days_append_and_corrections_recompute_only_their_instruments(
         assert before[instrument_id] <= after[instrument_id], instrument_id
         assert len(after[instrument_id] - before[instrument_id]) == 1, instrument_id
 
-    with empty_db.connect() as conn:
+    with small_db.connect() as conn:
         conn.execute("insert into prices_daily select * from held_back"
                      " where instrument_id = %s on conflict do nothing", (late,))
         conn.execute("insert into prices_daily (instrument_id, trade_date, close, volume)"
                      " values (%s, %s, 10, 100)", (late, late_row[0]))
-    third = empty_db.dbt(*STAGE)
-    assert third.returncode == 0, third.stdout
-    with empty_db.connect() as conn:
+    third = small_db.dbt(*STAGE)
+    assert third.returncode == 0, third.error
+    with small_db.connect() as conn:
         assert_equals_from_scratch(conn)
         unchanged = row_versions(conn)
     assert all(unchanged[i] == after[i] for i in untouched)  # nothing new: nothing rewritten
 
 
-def test_a_changed_returns_model_is_rebuilt_not_mixed(empty_db: Database) -> None:
+def test_a_changed_returns_model_is_rebuilt_not_mixed(small_db: Database) -> None:
     """Rows computed by another version of the model must not mix with new ones: when the
     recorded deployment of int_daily_returns_computed no longer matches the project (as
     after an upgrade), the next run rebuilds the table whole."""
-    with empty_db.connect() as conn:
-        load_demo(conn, "public", SHAPE)
     args = ["--as-of", "2024-12-31", "--market-id", "US_EQ", "--limit", "5", "--no-tests"]
-    first = empty_db.backfill(*args)
+    first = small_db.backfill(*args)
     assert first.returncode == 0, first.stderr
-    with empty_db.connect() as conn:
+    with small_db.connect() as conn:
         before = row_versions(conn)
-    same = empty_db.backfill(*args)
+    same = small_db.backfill(*args)
     assert same.returncode == 0 and "rebuilding" not in same.stderr, same.stderr
-    with empty_db.connect() as conn:
+    with small_db.connect() as conn:
         assert row_versions(conn) == before  # current deployment: nothing rewritten
         conn.execute("delete from analytics.numeric_pipeline_deployments")  # "an upgrade"
-    upgraded = empty_db.backfill(*args)
+    upgraded = small_db.backfill(*args)
     assert upgraded.returncode == 0, upgraded.stderr
     assert "the daily returns model changed; rebuilding it" in upgraded.stderr
-    with empty_db.connect() as conn:
+    with small_db.connect() as conn:
         after = row_versions(conn)
         assert_equals_from_scratch(conn)
     assert after.keys() == before.keys()
@@ -145,21 +137,20 @@ def test_a_changed_returns_model_is_rebuilt_not_mixed(empty_db: Database) -> Non
 
 
 def test_a_run_checks_the_rows_it_reads_and_a_plain_run_checks_all(
-        empty_db: Database) -> None:
+        small_db: Database) -> None:
     """A staging run checks the stored rows its windows read (from the last row before its
     first lookback through its last as-of date), so a daily run does not re-hash years of
     history; a correction older than that waits for the run that reads it, or for a plain
     `dbt run`, which checks every row."""
-    with empty_db.connect() as conn:
-        load_demo(conn, "public", SHAPE)
+    with small_db.connect() as conn:
         ids = [r[0] for r in conn.execute(
             "select distinct instrument_id from prices_daily order by 1")]
     args = ["--as-of", "2024-12-31", "--market-id", "US_EQ", "--limit", "5", "--no-tests"]
-    first = empty_db.backfill(*args)
+    first = small_db.backfill(*args)
     assert first.returncode == 0, first.stderr
     span_first = dt.date(2024, 12, 31) - dt.timedelta(days=3 * 63)
     old, boundary, recent = ids[2], ids[4], ids[6]
-    with empty_db.connect() as conn:
+    with small_db.connect() as conn:
         before = row_versions(conn)
         # boundary: its last row before the span, whose close the span's first return uses
         boundary_date = conn.execute(
@@ -171,9 +162,9 @@ def test_a_run_checks_the_rows_it_reads_and_a_plain_run_checks_all(
                 "update prices_daily set close = close * 1.01"
                 " where instrument_id = %s and trade_date = %s", (instrument_id, day))
             assert updated.rowcount == 1, (instrument_id, day)
-    second = empty_db.backfill(*args)
+    second = small_db.backfill(*args)
     assert second.returncode == 0, second.stderr
-    with empty_db.connect() as conn:
+    with small_db.connect() as conn:
         after = row_versions(conn)
         expected, stored = expected_returns(conn), stored_returns(conn)
     for instrument_id in (boundary, recent):
@@ -183,8 +174,8 @@ def test_a_run_checks_the_rows_it_reads_and_a_plain_run_checks_all(
     assert stale == [(old, dt.date(2024, 6, 10))]
     assert all(after[i] == before[i] for i in ids if i not in (old, boundary, recent))
 
-    plain = empty_db.dbt(*STAGE)
-    assert plain.returncode == 0, plain.stdout
-    with empty_db.connect() as conn:
+    plain = small_db.dbt(*STAGE)
+    assert plain.returncode == 0, plain.error
+    with small_db.connect() as conn:
         assert_equals_from_scratch(conn)
         assert not row_versions(conn)[old] & before[old]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import ORIGINAL_COMMAND, Database
+from conftest import ORIGINAL_COMMAND, CliResult, Database
 from reference import assert_vector_matches, reference_vector, reference_window, select_instruments
 
 AS_OF = dt.date(2025, 1, 31)
@@ -24,7 +23,7 @@ GROUP BY entity_type, model_id;
 """
 
 
-def summary_of(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+def summary_of(result: CliResult) -> dict[str, str]:
     last = result.stdout.strip().splitlines()[-1]
     return dict(re.findall(r"(\w+)=(\S+)", last))
 
@@ -164,23 +163,24 @@ def test_rerun_replaces_and_never_duplicates(demo_db: Database, original_run) ->
     assert summary_of(again)["run_id"] != summary_of(original_run)["run_id"]
 
 
-def test_new_replaced_and_mixed_batches_store_the_staged_window_spec(demo_db: Database) -> None:
+def test_new_replaced_and_mixed_batches_store_the_staged_window_spec(scratch_db: Database
+                                                                     ) -> None:
     """New keys go in by a straight COPY, stored ones by an upsert, a batch can hold both:
     every path writes the window_spec the staged window describes (stale windows, a
     market-less explicit instrument whose trading_days_after_end is null, filled ones)."""
-    with demo_db.connect() as conn:  # prices for an instrument missing from `instruments`
+    with scratch_db.connect() as conn:  # prices for an instrument missing from `instruments`
         conn.execute("insert into prices_daily (instrument_id, trade_date, close, volume)"
                      " select 'NO_MARKET_01', trade_date, close, volume from prices_daily"
                      " where instrument_id = 'US_EQ_0001' on conflict do nothing")
     args = ["--as-of", "2025-01-30", "--market-id", "US_EQ", "--limit", "500",
             "--instrument-id", "NO_MARKET_01", "--instrument-id", "EU_EQ_0007",
             "--model-id", "num-stab-core-v1", "--batch-size", "150"]
-    first = demo_db.backfill(*args)
+    first = scratch_db.backfill(*args)
     assert first.returncode == 0, first.stderr
     embedded = int(summary_of(first)["embedded"])
     assert int(summary_of(first)["stale"]) >= 1 and int(summary_of(first)["filled"]) >= 1
-    assert_window_specs_match_staging(demo_db, summary_of(first)["run_id"], embedded)
-    with demo_db.connect() as conn:
+    assert_window_specs_match_staging(scratch_db, summary_of(first)["run_id"], embedded)
+    with scratch_db.connect() as conn:
         assert conn.execute(
             "select count(*) from numeric_window_embeddings where as_of_date = '2025-01-30'"
             " and model_id = 'num-stab-core-v1' and window_spec -> 'trading_days_after_end'"
@@ -189,10 +189,10 @@ def test_new_replaced_and_mixed_batches_store_the_staged_window_spec(demo_db: Da
         conn.execute("delete from numeric_window_embeddings where as_of_date = '2025-01-30'"
                      " and model_id = 'num-stab-core-v1' and embedding_id % 2 = 0")
     for _ in range(2):  # mixed batches, then a plain re-run of stored keys
-        again = demo_db.backfill(*args)
+        again = scratch_db.backfill(*args)
         assert again.returncode == 0, again.stderr
         assert int(summary_of(again)["vectors"]) == embedded
-        assert_window_specs_match_staging(demo_db, summary_of(again)["run_id"], embedded)
+        assert_window_specs_match_staging(scratch_db, summary_of(again)["run_id"], embedded)
 
 
 def test_flatten_model_is_the_default(demo_db: Database) -> None:
@@ -254,10 +254,10 @@ def test_as_of_on_a_holiday_ends_on_the_last_trade_date(demo_db: Database) -> No
 def test_dbt_tests_pass_then_fail_on_a_wrong_length_vector(demo_db: Database,
                                                           original_run) -> None:
     passed = demo_db.dbt("test")
-    assert passed.returncode == 0, passed.stdout[-3000:]
+    assert passed.returncode == 0, passed.error
     # Rejected rows and stale windows are reported as warnings, not hidden, not errors.
-    assert re.search(r"Warning in test rejected_prices_present.*\n.*Got 13 results", passed.stdout)
-    assert re.search(r"Warning in test numeric_windows_stale", passed.stdout)
+    assert passed.node("rejected_prices_present") == ("warn", 13)
+    assert passed.node("numeric_windows_stale")[0] == "warn"
     with demo_db.connect() as conn:
         embedding_id, vector = conn.execute(
             "select embedding_id, vector from numeric_window_embeddings"
@@ -266,9 +266,8 @@ def test_dbt_tests_pass_then_fail_on_a_wrong_length_vector(demo_db: Database,
                      " where embedding_id = %s", (embedding_id,))
     try:
         failed = demo_db.dbt("test", "--select", "stg_embeddings__numeric_window_embeddings")
-        assert failed.returncode != 0
-        assert "vector_length_matches_model" in failed.stdout
-        assert re.search(r"Got 1 result", failed.stdout)
+        assert failed.returncode == 1
+        assert failed.node("vector_length_matches_model") == ("fail", 1)
     finally:
         with demo_db.connect() as conn:
             conn.execute("update numeric_window_embeddings set vector = %s"
@@ -288,8 +287,8 @@ def test_dbt_test_fails_on_a_nan_or_inf_value(demo_db: Database, original_run) -
                          " where embedding_id = %s", (values.tobytes(), embedding_id))
         try:
             failed = demo_db.dbt("test", "--select", "test_name:vector_values_finite")
-            assert failed.returncode != 0, f"{bad_value} not caught"
-            assert "vector_values_finite" in failed.stdout
+            assert failed.returncode == 1, f"{bad_value} not caught"
+            assert failed.node("vector_values_finite") == ("fail", 1)
         finally:
             with demo_db.connect() as conn:
                 conn.execute("update numeric_window_embeddings set vector = %s"

@@ -154,15 +154,17 @@ def test_skip_existing_encodes_only_what_is_missing(demo_db: Database) -> None:
     day = dt.date(2024, 12, 20)
     assert sorted(redone) == [("US_EQ_0471", day, "num-scenario-core-v1"),
                               ("US_EQ_0475", day, "num-scenario-core-v1")]
-    # Everything is stored now: a third run bounds no window at all, it only lists them.
+    # Everything is stored now: a third run bounds no window at all, it only lists them, and
+    # once finished it leaves no row behind: the windows' latest staged rows stay.
     third = demo_db.backfill(*args, "--skip-existing")
     assert third.returncode == 0, third.stderr
     assert " embedded=0 " in f" {third.stdout}" and " vectors=0 already_stored=20 " in third.stdout
     with demo_db.connect() as conn:
-        statuses = conn.execute(
-            "select window_status, count(*), count(start_date) from analytics.numeric_windows"
-            " where run_id = %s group by 1", (run_id_of(third.stdout),)).fetchall()
-    assert statuses == [("already_stored", 20, 0)]
+        staged = conn.execute(
+            "select run_id, window_status, count(*) from analytics.numeric_windows"
+            " where as_of_date = '2024-12-20' and instrument_id between 'US_EQ_0471'"
+            " and 'US_EQ_0490' and window_days = 63 group by 1, 2 order by 1").fetchall()
+    assert sorted(staged) == sorted([(run_id_of(again.stdout), "ok", 2), (first_run, "ok", 18)])
 
 
 def staged_rows(db: Database, run_id: str) -> list[tuple]:
@@ -177,35 +179,21 @@ def staged_rows(db: Database, run_id: str) -> list[tuple]:
     return [tuple(row) for row in rows]
 
 
-def test_staging_in_parts_equals_staging_whole(demo_db: Database) -> None:
-    # 13 market instruments and one explicit: parts of uneven size and one part past the
-    # market's instruments; then 3 instruments in 8 parts, most of them empty.
+def test_window_seq_numbers_the_run_by_rank_then_date(demo_db: Database) -> None:
+    # 13 market instruments and one explicit, 9 as-of dates: window_seq is 1..n without gaps,
+    # in selection order, then date order, and a run is staged the same twice.
     args = ["--start-date", "2025-01-06", "--end-date", "2025-01-17", "--market-id", "US_EQ",
             "--limit", "13", "--offset", "200", "--instrument-id", "US_EQ_X001",
-            "--window-days", "20", "--model-id", "num-stab-core-v1",
-            "--model-id", "numeric-simple-v1"]
-    whole = demo_db.backfill(*args, "--stage-parts", "1")
-    assert whole.returncode == 0, whole.stderr
-    whole_run = run_id_of(whole.stdout)
-    whole_rows = staged_rows(demo_db, whole_run)
-    whole_vectors = keys_of_run(demo_db, whole_run)  # each run below replaces them
-    # window_seq numbers the run by selection rank, then as-of date: 1..n without gaps.
-    assert [row[0] for row in whole_rows] == list(range(1, len(whole_rows) + 1))
-    assert [row[2:4] for row in whole_rows] == sorted(row[2:4] for row in whole_rows)
-    assert len(whole_rows) == 14 * len(staged_dates(demo_db, whole_run)) >= 14 * 8
-    counts = re.sub(r" run_id=\S+ seconds=\S+", "", whole.stdout.strip().splitlines()[-1])
-    for parts in ("3", "8"):
-        parted = demo_db.backfill(*args, "--stage-parts", parts)
-        assert parted.returncode == 0, parted.stderr
-        assert f"staging part {parts} of {parts} with dbt" in parted.stderr
-        assert re.sub(r" run_id=\S+ seconds=\S+", "",
-                      parted.stdout.strip().splitlines()[-1]) == counts
-        parted_run = run_id_of(parted.stdout)
-        assert staged_rows(demo_db, parted_run) == whole_rows
-        assert keys_of_run(demo_db, parted_run) == whole_vectors
-    assert len(whole_vectors) == 2 * int(
-        re.search(r"embedded=(\d+)", whole.stdout).group(1))  # type: ignore[union-attr]
-    few = [*args[:6], "--limit", "2", *args[8:]]
-    staged = [staged_rows(demo_db, run_id_of(run.stdout))
-              for run in (demo_db.backfill(*few, "--stage-parts", parts) for parts in "18")]
-    assert staged[0] == staged[1] and len(staged[0]) == 3 * len(staged_dates(demo_db, whole_run))
+            "--window-days", "20", "--model-id", "num-stab-core-v1", "--no-tests"]
+    first = demo_db.backfill(*args)
+    assert first.returncode == 0, first.stderr
+    rows = staged_rows(demo_db, run_id_of(first.stdout))
+    assert [row[0] for row in rows] == list(range(1, len(rows) + 1))
+    assert [row[2:4] for row in rows] == sorted(row[2:4] for row in rows)
+    assert rows[-1][1] == "US_EQ_X001"
+    assert len(rows) == 14 * len(staged_dates(demo_db, run_id_of(first.stdout))) >= 14 * 8
+    again = demo_db.backfill(*args)
+    assert again.returncode == 0, again.stderr
+    assert staged_rows(demo_db, run_id_of(again.stdout)) == rows
+    # The first run's rows are superseded by the second's, now finished.
+    assert staged_rows(demo_db, run_id_of(first.stdout)) == []

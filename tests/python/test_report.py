@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-from matplotlib import image
+import pytest
 
-from conftest import PROJECT_DIR, Database
+from conftest import CliResult, Database
+
+image = pytest.importorskip("matplotlib.image", reason="the report extra is not installed")
 
 MODEL = "num-scenario-core-v1"
 RANGE = ("--start-date", "2025-01-02", "--end-date", "2025-01-31")
 
 
-def report(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "prometheus.numeric.report", *args],
-                          cwd=PROJECT_DIR, env=db.env, capture_output=True, text=True,
-                          timeout=300)
+def report(db: Database, *args: str) -> CliResult:
+    """`python -m prometheus.numeric.report <args>`, in this process."""
+    from prometheus.numeric import report as report_module
+
+    out, err = io.StringIO(), io.StringIO()
+    with db.environment(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = report_module.main(list(args))
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 def test_report_png_from_a_date_range(demo_db: Database, tmp_path: Path) -> None:

@@ -4,12 +4,9 @@ analyze_if_stale post-hook for numeric_windows), against the project's PostgreSQ
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import threading
 import time
 
-from prometheus.numeric.demo_data import MarketShape, load_demo
 from prometheus.numeric.store import refresh_statistics
 
 from conftest import Database
@@ -48,24 +45,20 @@ def _manual_analyzes(db: Database, table: str) -> int:
                         (table,)))
 
 
-def test_staging_analyzes_numeric_windows_after_large_runs_only(empty_db: Database) -> None:
-    with empty_db.connect() as conn:
-        load_demo(conn, "public", MarketShape(active_equities=401,
-                                              start_date=dt.date(2024, 10, 1),
-                                              end_date=dt.date(2024, 12, 31)))
+def test_staging_analyzes_numeric_windows_after_large_runs_only(small_db: Database) -> None:
+    with small_db.dbt_runner() as dbt:
+        def stage(run_id: str, limit: int) -> None:
+            # run_in_flight: the runs' rows stay (no run finishes), so the table grows.
+            dbt.invoke(["run", "--select", "+numeric_windows"],
+                       {"run_id": run_id, "as_of": "2024-12-20", "market_id": "US_EQ",
+                        "limit": limit, "window_days": 20, "run_in_flight": True})
 
-    def stage(run_id: str, limit: int) -> None:
-        dbt_vars = json.dumps({"run_id": run_id, "as_of": "2024-12-20", "market_id": "US_EQ",
-                               "limit": limit, "window_days": 20})
-        result = empty_db.dbt("run", "--select", "+numeric_windows", "--vars", dbt_vars)
-        assert result.returncode == 0, result.stdout
-
-    stage("first", 10)  # a new table: no statistics yet
-    assert _manual_analyzes(empty_db, "numeric_windows") == 1
-    stage("second", 10)  # 10 rows more on 10: a large share
-    assert _manual_analyzes(empty_db, "numeric_windows") == 2
-    stage("third", 1)  # 1 row on 20: left to autovacuum
-    assert _manual_analyzes(empty_db, "numeric_windows") == 2
+        stage("first", 10)  # a new table: no statistics yet
+        assert _manual_analyzes(small_db, "numeric_windows") == 1
+        stage("second", 10)  # 10 rows more on 10: a large share
+        assert _manual_analyzes(small_db, "numeric_windows") == 2
+        stage("third", 1)  # 1 row on 20: left to autovacuum
+        assert _manual_analyzes(small_db, "numeric_windows") == 2
 
 
 def test_a_table_another_run_is_analyzing_is_not_analyzed_again(empty_db: Database) -> None:

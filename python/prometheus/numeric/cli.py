@@ -7,20 +7,18 @@ Expected failures print one line on stderr and no traceback; the summary is stdo
 from __future__ import annotations
 
 import argparse
-import atexit
 import datetime as dt
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 import psycopg
 
-from prometheus.numeric.backfill import Backfill, BackfillRequest
 from prometheus.numeric.errors import PipelineError, UsageError
-from prometheus.numeric.staging import MAX_STAGE_PARTS
-from prometheus.numeric.windows import BATCH_WINDOWS
+from prometheus.numeric.project import find_project_dir
+from prometheus.numeric.registry import load_registry, resolve_models
+from prometheus.numeric.run_request import BATCH_WINDOWS, BackfillRequest
 
 PROG = "backfill_numeric_embeddings"
 DEFAULT_MODEL_ID = "numeric-simple-v1"
@@ -39,17 +37,15 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def _whole_number(minimum: int, maximum: int | None = None):  # type: ignore[no-untyped-def]
-    allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-
+def _whole_number(minimum: int):  # type: ignore[no-untyped-def]
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"must be a whole number {allowed}, got {text!r}") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"must be a whole number {allowed}, got {value}")
+                f"must be a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {value}")
         return value
     return parse
 
@@ -104,11 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=_whole_number(1), default=BATCH_WINDOWS,
                      help=f"windows per transaction (default {BATCH_WINDOWS}); an interrupted "
                           "run keeps its finished batches")
-    run.add_argument("--stage-parts", type=_whole_number(1, MAX_STAGE_PARTS), metavar="N",
-                     help="stage the windows in N parts (at most "
-                          f"{MAX_STAGE_PARTS}) and encode each part while the next is staged "
-                          "(default: by the run's size; one part for a single date or "
-                          "--skip-existing)")
     run.add_argument("--no-tests", dest="run_tests", action="store_false",
                      help="skip the dbt tests of the stored vectors")
     run.add_argument("--project-dir", help="the dbt project (default: found from here)")
@@ -148,17 +139,27 @@ def request_from_args(args: argparse.Namespace) -> BackfillRequest:
         batch_size=args.batch_size,
         skip_existing=args.skip_existing,
         shard=args.shard,
-        stage_parts=args.stage_parts,
         project_dir=Path(args.project_dir) if args.project_dir else None,
     )
+
+
+def check_models(request: BackfillRequest) -> None:
+    """Unknown model ids, and windows a model cannot hold, are usage errors (exit 2)."""
+    registry = load_registry(find_project_dir(request.project_dir))
+    for spec in resolve_models(registry, request.model_ids):
+        spec.vector_dim(request.window_days)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(logging.WARNING if args.quiet else logging.INFO)
     try:
-        backfill = Backfill(request_from_args(args))
-        summary = backfill.run()
+        request = request_from_args(args)
+        check_models(request)
+        # dbt is imported only now: a usage error above exits before paying for it.
+        from prometheus.numeric.backfill import Backfill
+
+        summary = Backfill(request).run()
     except PipelineError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -195,23 +196,9 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def exit_without_teardown(code: int) -> NoReturn:
-    """Exit with code like sys.exit, minus the interpreter's teardown. The atexit handlers
-    still run (logging flushes, multiprocessing releases its semaphores) and the streams are
-    flushed; only the freeing of every module and object dbt loaded is skipped, which took
-    0.5 s of a 4-5 s daily run. atexit._run_exitfuncs is CPython's own exit step."""
-    atexit._run_exitfuncs()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:  # a reader that went away (`| head`): as Python's own exit
-        code = 120
-    os._exit(code)
-
-
 def run() -> NoReturn:
-    """The console script and `python -m`: main(), then a quick exit."""
-    exit_without_teardown(main())
+    """The console script and `python -m`."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":

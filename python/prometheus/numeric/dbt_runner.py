@@ -5,22 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from dbt.cli.main import dbtRunner, dbtRunnerResult
-from dbt_common import behavior_flags
 from dbt_common.events.base_types import EventMsg
 
-from prometheus.numeric import dbt_caches
 from prometheus.numeric.errors import PipelineError
 
 log = logging.getLogger("prometheus.numeric.dbt")
 
-PROJECT_NAME = "prometheus_numeric"
 # Commands that compile models into the manifest (see DbtRunner._manifest_compiled_models).
 # `test` compiles tests only, and no test here reads an ephemeral model.
 MODEL_COMMANDS = {"run", "build", "compile"}
@@ -29,51 +23,8 @@ _ERROR_HEADERS = ("compilation error", "database error", "runtime error", "failu
                   "dbt was unable", "completed with")
 
 
-def _calling_module() -> str:
-    """dbt_common's BehaviorFlagRendered._default_source (the first module on the stack that
-    is not behavior_flags) without inspect.stack(), which reads the source lines of every
-    frame: it runs for each behavior flag of each invocation, about 1 s of a 7 s run."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        name = frame.f_globals.get("__name__")
-        if name and name != behavior_flags.__name__:
-            return str(name)
-        frame = frame.f_back
-    return "Unknown"
-
-
-behavior_flags.BehaviorFlagRendered._default_source = staticmethod(  # type: ignore[method-assign]
-    _calling_module)
-
-
 class DbtFailure(PipelineError):
     """dbt reported an error or a failing test."""
-
-
-def find_project_dir(explicit: Path | None = None) -> Path:
-    """The dbt project: --project-dir, the working directory or a parent, else the checkout
-    this package was installed from (an editable install)."""
-    candidates = [explicit] if explicit else []
-    if env_dir := os.environ.get("PROMETHEUS_PROJECT_DIR"):
-        candidates.append(Path(env_dir))
-    here = Path.cwd().resolve()
-    candidates += [here, *here.parents, Path(__file__).resolve().parents[3]]
-    for folder in candidates:
-        if folder and (folder / "dbt_project.yml").exists() and \
-                f"name: {PROJECT_NAME}" in (folder / "dbt_project.yml").read_text():
-            return folder.resolve()
-    raise PipelineError("no dbt project found: run from the project folder or pass --project-dir")
-
-
-def find_profiles_dir(project_dir: Path) -> Path:
-    """DBT_PROFILES_DIR when set, else <project>/.dbt holding a copy of profiles.example.yml."""
-    if env_dir := os.environ.get("DBT_PROFILES_DIR"):
-        return Path(env_dir)
-    profiles_dir = project_dir / ".dbt"
-    if not (profiles_dir / "profiles.yml").exists():
-        profiles_dir.mkdir(exist_ok=True)
-        shutil.copyfile(project_dir / "profiles.example.yml", profiles_dir / "profiles.yml")
-    return profiles_dir
 
 
 def _summary_line(message: str | None) -> str:
@@ -97,10 +48,6 @@ class DbtRunner:
         # model that reads ephemeral models, on the same manifest, finds their CTEs already
         # injected and leaves them out ("relation __dbt__cte__... does not exist").
         self._manifest_compiled_models = False
-        # dbt keeps global state (flags, adapters, event manager): one invocation at a time,
-        # whichever thread asks (a run staged in parts invokes dbt from a background thread).
-        self._invoking = threading.RLock()
-        dbt_caches.install(project_dir / "target" / "prometheus_cache")
 
     def _common_args(self) -> list[str]:
         return [
@@ -111,9 +58,12 @@ class DbtRunner:
             # statement) cost about 0.06 s per invocation, so they are left out.
             "--log-level-file", os.environ.get("DBT_LOG_LEVEL_FILE", "info"),
             "--log-path", str(self.project_dir / "logs"),
-            "--target-path", str(self.project_dir / "target"),
-            # manifest.json and run_results.json cost ~0.5 s per invocation and nothing reads
-            # them here; partial_parse.msgpack (what makes the next parse fast) is still kept.
+            # dbt's own DBT_TARGET_PATH, when set, as for `dbt` by hand.
+            "--target-path", os.environ.get("DBT_TARGET_PATH")
+            or str(self.project_dir / "target"),
+            # Nothing here reads manifest.json or run_results.json, and writing them is a
+            # large share of an invocation; partial_parse.msgpack (what makes the next parse
+            # fast) is still kept.
             "--no-write-json",
         ]
 
@@ -125,26 +75,29 @@ class DbtRunner:
         log.log(level, "dbt %s %s: %s", node.resource_type, node.node_name, node.node_status)
 
     def manifest(self) -> Any:
-        with self._invoking:
-            if self._manifest is None:
-                result = dbtRunner().invoke(["parse", *self._common_args()])
-                self._raise_for(result, "parse")
-                self._manifest = result.result
-            return self._manifest
+        """The parsed project: parsed once (partially, from target/partial_parse.msgpack,
+        when nothing changed), then handed to every invocation."""
+        if self._manifest is None:
+            result = dbtRunner().invoke(["parse", *self._common_args()])
+            self._raise_for(result, "parse")
+            self._manifest = result.result
+        return self._manifest
 
-    def invoke(self, command: list[str], dbt_vars: dict[str, Any] | None = None
-               ) -> dbtRunnerResult:
+    def invoke(self, command: list[str], dbt_vars: dict[str, Any] | None = None,
+               check: bool = True) -> dbtRunnerResult:
+        """Run one dbt command on the parsed project; raises DbtFailure when it fails (or
+        failing tests fail it), unless check is false."""
         args = [*command, *self._common_args()]
         if dbt_vars:
             args += ["--vars", json.dumps(dbt_vars)]
-        with self._invoking:
-            if command[0] in MODEL_COMMANDS:
-                if self._manifest_compiled_models:
-                    self._manifest = None  # a fresh (partial) parse, about 0.1 s
-                self._manifest_compiled_models = True
-            runner = dbtRunner(manifest=self.manifest(), callbacks=[self._on_event])
-            result = runner.invoke(args)
-        self._raise_for(result, command[0])
+        if command[0] in MODEL_COMMANDS:
+            if self._manifest_compiled_models:
+                self._manifest = None  # parsed again (partially: nothing changed on disk)
+            self._manifest_compiled_models = True
+        runner = dbtRunner(manifest=self.manifest(), callbacks=[self._on_event])
+        result = runner.invoke(args)
+        if check:
+            self._raise_for(result, command[0])
         return result
 
     @staticmethod
@@ -156,7 +109,7 @@ class DbtRunner:
         failures = []
         for node_result in getattr(result.result, "results", []) or []:
             if str(node_result.status).lower() in FAILED_STATUSES:
-                name = getattr(node_result.node, "name", "?")
+                name = getattr(getattr(node_result, "node", None), "name", command)
                 if str(node_result.status).lower() == "fail":  # a test that found rows
                     failures.append(f"{name} ({node_result.failures} failing rows)")
                 else:

@@ -11,17 +11,9 @@ import sys
 import psycopg
 from psycopg import sql
 
+from prometheus.numeric import queries
+from prometheus.numeric.connection import resolve_server
 from prometheus.numeric.errors import PipelineError
-from prometheus.numeric.pgcluster import use_server
-
-# Newest = latest created_at, then highest embedding_id (the later insert).
-RANKED = """
-select ctid, row_number() over (
-    partition by entity_type, entity_id, as_of_date, model_id
-    order by created_at desc nulls last, embedding_id desc
-) as newest_first
-from {table}
-"""
 
 
 def default_schema() -> str:
@@ -33,15 +25,14 @@ def dedupe(conn: psycopg.Connection, schema: str, apply: bool) -> int:
     """The number of older duplicate rows (deleted when apply is true)."""
     table = sql.Identifier(schema, "numeric_window_embeddings")
     with conn.transaction():
-        conn.execute(sql.SQL("lock table {} in share row exclusive mode").format(table))
-        ranked = sql.SQL(RANKED).format(table=table)
+        conn.execute(sql.SQL(queries.LOCK_FOR_DEDUPE).format(table=table))
+        ranked = sql.SQL(queries.RANKED_DUPLICATES).format(table=table)
         if not apply:
-            row = conn.execute(sql.SQL("select count(*) from ({}) as ranked"
-                                       " where newest_first > 1").format(ranked)).fetchone()
+            row = conn.execute(sql.SQL(queries.COUNT_DUPLICATES).format(ranked=ranked)
+                               ).fetchone()
             return int(row[0]) if row else 0
-        cur = conn.execute(sql.SQL(
-            "delete from {table} where ctid in (select ctid from ({ranked}) as ranked"
-            " where newest_first > 1)").format(table=table, ranked=ranked))
+        cur = conn.execute(sql.SQL(queries.DELETE_DUPLICATES).format(table=table,
+                                                                     ranked=ranked))
         return cur.rowcount
 
 
@@ -55,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="delete the older duplicates (without it: only count them)")
     args = parser.parse_args(argv)
     try:
-        use_server()
+        resolve_server()  # one clear line when no server is reachable
         with psycopg.connect(autocommit=True) as conn:
             count = dedupe(conn, args.schema, args.apply)
     except (PipelineError, psycopg.Error) as exc:

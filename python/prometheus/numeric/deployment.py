@@ -1,30 +1,36 @@
-"""Knows whether the project's views and seed are already in the database as this checkout
-defines them, so a run only rebuilds them (exclusively) when they are missing or changed.
+"""Knows whether the project's views, seed and tables are in the database as this checkout
+defines them, and deploys them when they are not, so a run rebuilds them only when missing
+or changed.
 
-Rebuilding a view swaps it under whoever reads it, so it needs every other run out of the
-way; most runs find the deployment current and stage their windows under a shared lock, in
-parallel with other runs (shards). The key hashes what decides the deployed objects: each
-node's SQL checksum, config, relation and macros' code, and the relations of the sources.
+Rebuilding a view swaps it under whoever reads it, so a deploy needs every other run out of
+the way: each run holds the staging lock shared from staging to its end, and a deploy takes
+it exclusively. The key hashes what decides the deployed objects: each node's SQL checksum,
+config, relation and macros' code, and the relations of the sources.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from prometheus.numeric.dbt_runner import PROJECT_NAME
+from prometheus.numeric import queries
+from prometheus.numeric.dbt_runner import DbtRunner
+from prometheus.numeric.project import PROJECT_NAME, RETURNS_NODE, WINDOWS_NODE
+
+log = logging.getLogger("prometheus.numeric.deployment")
 
 DEPLOYMENTS_TABLE = "numeric_pipeline_deployments"
-CREATE_DEPLOYMENTS = """
-create table if not exists {table} (
-    deployment_key text primary key,
-    deployed_at timestamptz not null default now()
-)
-"""
+REGISTRY_SEED = "numeric_embedding_models"
+RETURNS_MODEL = "int_daily_returns_computed"
+WINDOWS_MODEL = "numeric_windows"
+# One dbt invocation deploys the seed, views and tables and stages the run's windows.
+DEPLOYED_NODES = ("+numeric_windows", "+rejected_prices", "numeric_window_values",
+                  "embedding_coverage", "stg_embeddings__numeric_window_embeddings")
 
 
 def deployment_key(manifest: Any, node_ids: list[str]) -> str:
@@ -48,34 +54,69 @@ def setup_node_ids(manifest: Any) -> list[str]:
                                                    and node.config.materialized == "view"))]
 
 
-def _table(schema: str) -> sql.Composable:
-    return sql.Identifier(schema, DEPLOYMENTS_TABLE)
+def _staging_lock(conn: psycopg.Connection, shared: bool, release: bool = False) -> None:
+    statement = queries.STAGING_UNLOCK if release else queries.STAGING_LOCK
+    conn.execute(statement.format(mode="_shared" if shared else ""), (queries.LOCK_NAMESPACE,))
 
 
-def is_recorded(conn: psycopg.Connection, schema: str, key: str) -> bool:
-    if not relation_exists(conn, _table(schema).as_string(conn)):
-        return False
-    return conn.execute(sql.SQL("select 1 from {} where deployment_key = %s").format(
-        _table(schema)), (key,)).fetchone() is not None
+class Deployment:
+    """What this checkout deploys, and whether the database holds exactly that."""
+
+    def __init__(self, dbt: DbtRunner) -> None:
+        manifest = dbt.manifest()
+        nodes = [*setup_node_ids(manifest), RETURNS_NODE, WINDOWS_NODE]
+        self.key = deployment_key(manifest, nodes)
+        # The daily returns are incremental: rows computed by another version of the model
+        # must not mix with new ones, so a changed model is rebuilt whole.
+        self.returns_key = deployment_key(manifest, [RETURNS_NODE])
+        self.relations = [dbt.relation_name(node) for node in nodes]
+        self.table = sql.Identifier(manifest.nodes[WINDOWS_NODE].schema, DEPLOYMENTS_TABLE)
+        self.returns_relation = dbt.relation_name(RETURNS_NODE)
+
+    def _recorded(self, conn: psycopg.Connection, key: str) -> bool:
+        if not _exists(conn, self.table.as_string(conn)):
+            return False
+        return conn.execute(sql.SQL(queries.DEPLOYMENT_RECORDED).format(table=self.table),
+                            (key,)).fetchone() is not None
+
+    def is_current(self, conn: psycopg.Connection) -> bool:
+        """This key was recorded and every deployed relation still exists."""
+        if not self._recorded(conn, self.key):
+            return False
+        missing = conn.execute(queries.RELATIONS_MISSING, (self.relations,)).fetchone()
+        return missing is not None and missing[0] == 0
+
+    def stage(self, conn: psycopg.Connection, dbt: DbtRunner, dbt_vars: dict[str, Any],
+              run_id: str) -> None:
+        """Stage the run's windows, deploying first when needed; returns holding the staging
+        lock shared on conn (until conn closes: no deploy while the run reads)."""
+        if not self.is_current(conn):
+            log.info("run %s: waiting for runs in flight to deploy the project's views", run_id)
+            _staging_lock(conn, shared=False)
+            try:
+                if not self.is_current(conn):
+                    self._deploy(conn, dbt, dbt_vars, run_id)
+                    _staging_lock(conn, shared=True)
+                    return
+            finally:
+                _staging_lock(conn, shared=False, release=True)
+        _staging_lock(conn, shared=True)
+        log.info("run %s: staging windows with dbt", run_id)
+        dbt.invoke(["run", "--select", RETURNS_MODEL, WINDOWS_MODEL], dbt_vars)
+
+    def _deploy(self, conn: psycopg.Connection, dbt: DbtRunner, dbt_vars: dict[str, Any],
+                run_id: str) -> None:
+        log.info("run %s: deploying the views and seed, staging windows with dbt", run_id)
+        if _exists(conn, self.returns_relation) and not self._recorded(conn, self.returns_key):
+            log.info("run %s: the daily returns model changed; rebuilding it", run_id)
+            dbt.invoke(["run", "--full-refresh", "--select", RETURNS_MODEL], dbt_vars)
+        dbt.invoke(["build", "--select", REGISTRY_SEED, *DEPLOYED_NODES,
+                    "--resource-type", "seed", "--resource-type", "model"], dbt_vars)
+        conn.execute(sql.SQL(queries.CREATE_DEPLOYMENTS).format(table=self.table))
+        for key in (self.key, self.returns_key):
+            conn.execute(sql.SQL(queries.RECORD_DEPLOYMENT).format(table=self.table), (key,))
 
 
-def is_deployed(conn: psycopg.Connection, schema: str, key: str,
-                relations: list[str]) -> bool:
-    """True when this key was recorded and every given relation still exists."""
-    if not is_recorded(conn, schema, key):
-        return False
-    missing = conn.execute("select count(*) from unnest(%s::text[]) as relation"
-                           " where to_regclass(relation) is null", (relations,)).fetchone()
-    return missing is not None and missing[0] == 0
-
-
-def relation_exists(conn: psycopg.Connection, relation: str) -> bool:
-    row = conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()
+def _exists(conn: psycopg.Connection, relation: str) -> bool:
+    row = conn.execute(queries.RELATION_EXISTS, (relation,)).fetchone()
     return bool(row and row[0])
-
-
-def record_deployment(conn: psycopg.Connection, schema: str, key: str) -> None:
-    conn.execute(sql.SQL(CREATE_DEPLOYMENTS).format(table=_table(schema)))
-    conn.execute(sql.SQL("insert into {} (deployment_key) values (%s)"
-                         " on conflict (deployment_key) do update set deployed_at = now()"
-                         ).format(_table(schema)), (key,))

@@ -20,21 +20,17 @@ class Progress:
         self.done = 0
         self.tty = sys.stderr.isatty()
 
-    def expect(self, total: int) -> None:
-        """A new estimate of the total (a run staged in parts learns it part by part)."""
-        self.total = max(total, 0)
-
     def _rate_and_eta(self) -> tuple[float, float]:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         rate = self.done / elapsed
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         return rate, eta
 
-    def update(self, done: int) -> None:
-        self.done = done
+    def advance(self, count: int) -> None:
+        self.done += count
+        done = self.done
         rate, eta = self._rate_and_eta()
         if self.tty:
-            # The total of a run staged in parts is an estimate until its last part lands.
             filled = min(BAR_WIDTH, int(BAR_WIDTH * done / self.total)) if self.total \
                 else BAR_WIDTH
             bar = "#" * filled + "-" * (BAR_WIDTH - filled)

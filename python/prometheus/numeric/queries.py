@@ -13,3 +13,238 @@ SERVER_IDENTITY = """
 select pg_postmaster_start_time()::text || ' port ' || current_setting('port')
     || ' database ' || current_database()
 """
+
+# -- locks (session-level advisory locks; first key: "NWE\0", macros' advisory_lock_namespace)
+LOCK_NAMESPACE = 0x4E574500
+# Held while a run is in flight: its staged rows are then never pruned (macros/staged_runs.sql
+# finds it in pg_locks by the same key).
+RUN_IN_FLIGHT_LOCK = "select pg_advisory_lock(%s, hashtext('run ' || %s))"
+# Held shared by every run from staging to its end; taken exclusively to (re)deploy the
+# project's views and seed, which swaps them under their readers.
+STAGING_LOCK = "select pg_advisory_lock{mode}(%s, hashtext('staging'))"
+STAGING_UNLOCK = "select pg_advisory_unlock{mode}(%s, hashtext('staging'))"
+# Orders the writers that replace stored keys of one model (taken in model order).
+MODEL_WRITE_LOCK = "select pg_advisory_xact_lock(%s, hashtext(%s))"
+
+# -- deployment (deployment.py)
+CREATE_DEPLOYMENTS = """
+create table if not exists {table} (
+    deployment_key text primary key,
+    deployed_at timestamptz not null default now()
+)
+"""
+DEPLOYMENT_RECORDED = "select 1 from {table} where deployment_key = %s"
+RELATIONS_MISSING = """
+select count(*) from unnest(%s::text[]) as relation where to_regclass(relation) is null
+"""
+RELATION_EXISTS = "select to_regclass(%s) is not null"
+RECORD_DEPLOYMENT = """
+insert into {table} (deployment_key) values (%s)
+on conflict (deployment_key) do update set deployed_at = now()
+"""
+
+# -- what a run staged (backfill.py)
+RUN_COUNTS = """
+select
+    count(distinct instrument_id),
+    count(distinct as_of_date),
+    count(*) filter (where window_status = 'ok'),
+    count(*) filter (where window_status = 'insufficient_history'),
+    count(*) filter (where rows_filled > 0),
+    count(*) filter (where is_stale),
+    count(*) filter (where window_status = 'already_stored')
+from {windows}
+where run_id = {run_id}
+"""
+
+RUN_OK_WINDOWS = """
+select count(*) from {windows} where run_id = {run_id} and window_status = 'ok'
+"""
+
+# The distinct rejected price rows inside the run's lookbacks (a row in several windows of a
+# range counts once).
+RUN_REJECTED_ROWS = """
+select count(*)
+from {rejected} as rejected
+where rejected.trade_date between {first_day} and {last_day}
+    and exists (
+        select 1
+        from {windows} as windows
+        where windows.run_id = {run_id}
+            and windows.instrument_id = rejected.instrument_id
+            and rejected.trade_date
+            between windows.as_of_date - windows.lookback_days and windows.as_of_date
+    )
+"""
+RUN_DAYS = """
+select min(as_of_date - lookback_days), max(as_of_date) from {windows} where run_id = {run_id}
+"""
+
+# -- reading a run's windows (windows.py); every query reads the run through its
+# (run_id, window_seq) index: a group of consecutive selection ranks is a range of window_seq.
+GROUP_SIZES = """
+select selection_rank, instrument_id, count(*), min(window_seq), max(window_seq)
+from {windows}
+where run_id = {run_id} and window_status = 'ok'
+group by selection_rank, instrument_id
+order by selection_rank
+"""
+
+GROUP_DATES = """
+select min(as_of_date), max(as_of_date)
+from {windows}
+where run_id = {run_id} and window_seq between {first_seq} and {last_seq}
+"""
+
+# Which of the run's models already have a vector for a window: bit i is models[i]. Only
+# asked when the group's instruments have any vector of these models in its dates.
+ANY_STORED = """
+select exists (
+    select 1
+    from {embeddings} as stored
+    where stored.entity_type = 'INSTRUMENT'
+        and stored.entity_id = any({instrument_ids})
+        and stored.as_of_date between {first_date} and {last_date}
+        and stored.model_id = any({models})
+)
+"""
+STORED_MODELS = """
+coalesce((
+    select bit_or(1::bigint << (array_position({models}::text[], stored.model_id::text) - 1))
+    from {embeddings} as stored
+    where stored.entity_type = 'INSTRUMENT'
+        and stored.entity_id = windows.instrument_id
+        and stored.as_of_date = windows.as_of_date
+        and stored.model_id = any({models})
+), 0)
+"""
+BOUNDS = """
+copy (
+    select
+        window_seq, selection_rank, first_row_number, rows_filled,
+        as_of_date, start_date, end_date, rows_observed, min_rows, lookback_days,
+        rows_rejected, coalesce(trading_days_after_end, {no_trading_days}), is_stale,
+        {stored_models}
+    from {windows} as windows
+    where run_id = {run_id} and window_status = 'ok'
+        and window_seq between {first_seq} and {last_seq}
+    order by window_seq
+) to stdout (format binary)
+"""
+HISTORY = """
+copy (
+    with needed as (
+        select
+            instrument_id,
+            selection_rank,
+            min(first_row_number) as first_row_number,
+            max(last_row_number) as last_row_number
+        from {windows}
+        where run_id = {run_id} and window_status = 'ok'
+            and window_seq between {first_seq} and {last_seq}
+        group by instrument_id, selection_rank
+    )
+    select
+        needed.selection_rank,
+        returns.valid_row_number,
+        returns.trade_date,
+        returns.close,
+        returns.volume,
+        returns.log_return
+    from needed
+    inner join {returns} as returns
+        on returns.instrument_id = needed.instrument_id
+        and returns.valid_row_number
+        between needed.first_row_number and needed.last_row_number
+    order by needed.selection_rank, returns.valid_row_number
+) to stdout (format binary)
+"""
+
+# -- writing vectors (store.py)
+COPY_COLUMNS = "entity_type, entity_id, window_spec, as_of_date, model_id, vector"
+COPY_IN = "copy {relation} ({columns}) from stdin (format binary)"
+CREATE_ENCODED = """
+create temporary table if not exists encoded_embeddings (
+    entity_type varchar(32) not null,
+    entity_id varchar(64) not null,
+    window_spec jsonb not null,
+    as_of_date date not null,
+    model_id varchar(64) not null,
+    vector bytea not null
+) on commit delete rows
+"""
+UPSERT = """
+insert into {embeddings} as stored (
+    entity_type, entity_id, window_spec, as_of_date, model_id, vector, vector_ref, created_at
+)
+select entity_type, entity_id, window_spec, as_of_date, model_id, vector, null, now()
+from encoded_embeddings
+order by entity_id, as_of_date
+on conflict (entity_type, entity_id, as_of_date, model_id) {on_conflict}
+"""
+REPLACE = """do update set
+    window_spec = excluded.window_spec,
+    vector = excluded.vector,
+    vector_ref = excluded.vector_ref,
+    created_at = excluded.created_at"""
+KEEP = "do nothing"
+CLEAR_ENCODED = "truncate encoded_embeddings"
+
+# -- statistics (store.refresh_statistics)
+RELATION_ROWS = "select reltuples from pg_class where oid = to_regclass(%s)"
+# Another run (a shard finishing with this one) analyzing the table right now.
+ANALYZED_BY_ANOTHER_RUN = """
+select exists (
+    select 1
+    from pg_stat_progress_analyze as progress
+    inner join pg_stat_activity as activity on activity.pid = progress.pid
+    where progress.relid = to_regclass(%s) and activity.backend_type = 'client backend'
+        and progress.pid <> pg_backend_pid()
+)
+"""
+ANALYZE = "analyze {relation}"
+
+# -- dedupe (dedupe.py): newest = latest created_at, then highest embedding_id
+LOCK_FOR_DEDUPE = "lock table {table} in share row exclusive mode"
+RANKED_DUPLICATES = """
+select ctid, row_number() over (
+    partition by entity_type, entity_id, as_of_date, model_id
+    order by created_at desc nulls last, embedding_id desc
+) as newest_first
+from {table}
+"""
+COUNT_DUPLICATES = "select count(*) from ({ranked}) as ranked where newest_first > 1"
+DELETE_DUPLICATES = """
+delete from {table}
+where ctid in (select ctid from ({ranked}) as ranked where newest_first > 1)
+"""
+
+# -- the coverage report (report_data.py)
+COVERAGE_QUERY = """
+select as_of_date, instruments_embedded, skipped_insufficient_history, windows_missing_vector,
+       windows_stale, rejected_price_rows
+from {coverage}
+where model_id = %(model_id)s and as_of_date between %(start_date)s and %(end_date)s
+order by as_of_date
+"""
+
+# The instrument's latest vector in the range: what the model actually stored.
+WINDOW_QUERY = """
+select
+    embeddings.as_of_date,
+    embeddings.vector,
+    (embeddings.window_spec ->> 'window_days')::integer,
+    coalesce((embeddings.window_spec ->> 'rows_filled')::integer, 0),
+    (embeddings.window_spec ->> 'start_date')::date,
+    (embeddings.window_spec ->> 'end_date')::date,
+    instruments.currency
+from {embeddings} as embeddings
+left join {instruments} as instruments
+    on instruments.instrument_id = embeddings.entity_id
+where embeddings.entity_type = 'INSTRUMENT'
+    and embeddings.entity_id = %(instrument_id)s
+    and embeddings.model_id = %(model_id)s
+    and embeddings.as_of_date between %(start_date)s and %(end_date)s
+order by embeddings.as_of_date desc
+limit 1
+"""

@@ -10,37 +10,9 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from prometheus.numeric import queries
 from prometheus.numeric.errors import PipelineError
 from prometheus.numeric.registry import FEATURES
-
-COVERAGE_QUERY = """
-select as_of_date, instruments_embedded, skipped_insufficient_history, windows_missing_vector,
-       windows_stale, rejected_price_rows
-from {coverage}
-where model_id = %(model_id)s and as_of_date between %(start_date)s and %(end_date)s
-order by as_of_date
-"""
-
-# The instrument's latest vector in the range: what the model actually stored.
-WINDOW_QUERY = """
-select
-    embeddings.as_of_date,
-    embeddings.vector,
-    (embeddings.window_spec ->> 'window_days')::integer,
-    coalesce((embeddings.window_spec ->> 'rows_filled')::integer, 0),
-    (embeddings.window_spec ->> 'start_date')::date,
-    (embeddings.window_spec ->> 'end_date')::date,
-    instruments.currency
-from {embeddings} as embeddings
-left join {instruments} as instruments
-    on instruments.instrument_id = embeddings.entity_id
-where embeddings.entity_type = 'INSTRUMENT'
-    and embeddings.entity_id = %(instrument_id)s
-    and embeddings.model_id = %(model_id)s
-    and embeddings.as_of_date between %(start_date)s and %(end_date)s
-order by embeddings.as_of_date desc
-limit 1
-"""
 
 
 @dataclass
@@ -71,7 +43,7 @@ class InstrumentWindow:
 def read_coverage(conn: psycopg.Connection, coverage_relation: str, model_id: str,
                   start_date: dt.date, end_date: dt.date) -> CoverageSeries:
     rows = conn.execute(
-        sql.SQL(COVERAGE_QUERY).format(coverage=sql.SQL(coverage_relation)),
+        sql.SQL(queries.COVERAGE_QUERY).format(coverage=sql.SQL(coverage_relation)),
         {"model_id": model_id, "start_date": start_date, "end_date": end_date},
     ).fetchall()
     if not rows:
@@ -90,7 +62,7 @@ def read_instrument_window(conn: psycopg.Connection, embeddings_relation: str,
                            instruments_relation: str, model_id: str, instrument_id: str,
                            start_date: dt.date, end_date: dt.date) -> InstrumentWindow:
     row = conn.execute(
-        sql.SQL(WINDOW_QUERY).format(embeddings=sql.SQL(embeddings_relation),
+        sql.SQL(queries.WINDOW_QUERY).format(embeddings=sql.SQL(embeddings_relation),
                                      instruments=sql.SQL(instruments_relation)),
         {"model_id": model_id, "instrument_id": instrument_id, "start_date": start_date,
          "end_date": end_date},

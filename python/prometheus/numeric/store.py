@@ -19,6 +19,7 @@ import psycopg
 from numpy.typing import NDArray
 from psycopg import errors, sql
 
+from prometheus.numeric import queries
 from prometheus.numeric.errors import PipelineError
 from prometheus.numeric.registry import FEATURES, ModelSpec
 from prometheus.numeric.windows import (
@@ -32,38 +33,9 @@ from prometheus.numeric.windows import (
 log = logging.getLogger("prometheus.numeric.store")
 
 PGCOPY_HEADER = PGCOPY_SIGNATURE + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
-LOCK_NAMESPACE = 0x4E574500  # "NWE\0": advisory locks of this project
 ENTITY_TYPE = b"INSTRUMENT"
 JSONB_VERSION = 1  # COPY BINARY jsonb: a version byte, then the JSON text
-COPY_COLUMNS = "entity_type, entity_id, window_spec, as_of_date, model_id, vector"
-# embedding_id, vector_ref and created_at take their defaults (identity, NULL, now()).
-
-CREATE_STAGING = """
-create temporary table if not exists encoded_embeddings (
-    entity_type varchar(32) not null,
-    entity_id varchar(64) not null,
-    window_spec jsonb not null,
-    as_of_date date not null,
-    model_id varchar(64) not null,
-    vector bytea not null
-) on commit delete rows
-"""
-
-UPSERT = """
-insert into {embeddings} as stored (
-    entity_type, entity_id, window_spec, as_of_date, model_id, vector, vector_ref, created_at
-)
-select entity_type, entity_id, window_spec, as_of_date, model_id, vector, null, now()
-from encoded_embeddings
-order by entity_id, as_of_date
-on conflict (entity_type, entity_id, as_of_date, model_id) {on_conflict}
-"""
-
-REPLACE = """do update set
-    window_spec = excluded.window_spec,
-    vector = excluded.vector,
-    vector_ref = excluded.vector_ref,
-    created_at = excluded.created_at"""
+# queries.COPY_COLUMNS; embedding_id, vector_ref and created_at take their defaults.
 
 
 def _ascii(values: NDArray[np.generic], width: int) -> NDArray[np.uint8]:
@@ -181,15 +153,14 @@ def copy_rows(batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpe
 class EmbeddingWriter:
     """Stores one run's vectors; every call runs inside the caller's transaction."""
 
-    def __init__(self, conn: psycopg.Connection, embeddings_relation: str,
-                 windows_relation: str, run_id: str, replace: bool = True) -> None:
+    def __init__(self, conn: psycopg.Connection, embeddings_relation: str, run_id: str,
+                 replace: bool = True) -> None:
         """replace=False keeps a vector already stored under the key (--skip-existing)."""
         self._conn = conn
         self._replace = replace
         self._embeddings = sql.SQL(embeddings_relation)
-        self._windows = sql.SQL(windows_relation)
         self._run_id = run_id
-        conn.execute(CREATE_STAGING)
+        conn.execute(queries.CREATE_ENCODED)
 
     def write(self, batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpec,
               window_days: int, model_bit: int) -> int:
@@ -231,8 +202,8 @@ class EmbeddingWriter:
 
     def _copy_into(self, relation: sql.Composable, rows: memoryview) -> int:
         with self._conn.cursor() as cur:
-            with cur.copy(sql.SQL("copy {} ({}) from stdin (format binary)").format(
-                    relation, sql.SQL(COPY_COLUMNS))) as copy:
+            with cur.copy(sql.SQL(queries.COPY_IN).format(
+                    relation=relation, columns=sql.SQL(queries.COPY_COLUMNS))) as copy:
                 copy.write(PGCOPY_HEADER)
                 copy.write(rows)
                 copy.write(PGCOPY_TRAILER)
@@ -243,34 +214,21 @@ class EmbeddingWriter:
         """Stored keys: replace them (or keep them, --skip-existing), one writer per model at
         a time. Callers take the models in sorted order (encode_and_store), so two runs
         never wait on each other's locks in a cycle."""
-        self._conn.execute("select pg_advisory_xact_lock(%s, hashtext(%s))",
-                           (LOCK_NAMESPACE, spec.model_id))
+        self._conn.execute(queries.MODEL_WRITE_LOCK, (queries.LOCK_NAMESPACE, spec.model_id))
         self._copy_into(sql.Identifier("encoded_embeddings"),
                         copy_rows(batch, vectors, spec, window_days, self._run_id))
         with self._conn.cursor() as cur:
-            cur.execute(sql.SQL(UPSERT).format(
+            cur.execute(sql.SQL(queries.UPSERT).format(
                 embeddings=self._embeddings,
-                on_conflict=sql.SQL(REPLACE if self._replace else "do nothing")))
+                on_conflict=sql.SQL(queries.REPLACE if self._replace else queries.KEEP)))
             written = cur.rowcount
-            cur.execute("truncate encoded_embeddings")
+            cur.execute(queries.CLEAR_ENCODED)
         return written
 
 
 # autovacuum's default analyze threshold: a table is re-analyzed once this share changed
 # (macros/table_statistics.sql applies the same share to the tables dbt writes).
 STALE_STATISTICS_SHARE = 0.1
-
-RELATION_ROWS = "select reltuples from pg_class where oid = to_regclass(%s)"
-# Another run (a shard finishing with this one) analyzing the table right now.
-ANALYZED_BY_ANOTHER_RUN = """
-select exists (
-    select 1
-    from pg_stat_progress_analyze as progress
-    inner join pg_stat_activity as activity on activity.pid = progress.pid
-    where progress.relid = to_regclass(%s) and activity.backend_type = 'client backend'
-        and progress.pid <> pg_backend_pid()
-)
-"""
 
 
 def refresh_statistics(conn: psycopg.Connection, relation: str, rows_written: int) -> bool:
@@ -280,7 +238,7 @@ def refresh_statistics(conn: psycopg.Connection, relation: str, rows_written: in
     instead of a parallel scan. Returns whether it analyzed. Only an optimisation: a
     failure (a lock or statement timeout, say) is logged and the run goes on."""
     try:
-        row = conn.execute(RELATION_ROWS, (relation,)).fetchone()
+        row = conn.execute(queries.RELATION_ROWS, (relation,)).fetchone()
         if row is None or row[0] is None or rows_written == 0:
             return False
         estimated_rows = float(row[0])  # -1: never analyzed
@@ -288,32 +246,13 @@ def refresh_statistics(conn: psycopg.Connection, relation: str, rows_written: in
             return False
         # Two ANALYZEs of one table run one after the other (each waits for the other's
         # lock): when another run is at it, its statistics will do (shards end together).
-        busy = conn.execute(ANALYZED_BY_ANOTHER_RUN, (relation,)).fetchone()
+        busy = conn.execute(queries.ANALYZED_BY_ANOTHER_RUN, (relation,)).fetchone()
         if busy and busy[0]:
             log.info("%s is being analyzed by another run; not analyzing it again", relation)
             return False
-        conn.execute(sql.SQL("analyze {}").format(sql.SQL(relation)))
+        conn.execute(sql.SQL(queries.ANALYZE).format(relation=sql.SQL(relation)))
     except psycopg.Error as exc:
         log.warning("could not analyze %s (%s); the run goes on",
                     relation, str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
         return False
     return True
-
-
-def _advisory(function: str, shared: bool) -> str:
-    return f"select {function}{'_shared' if shared else ''}(%s, hashtext(%s))"
-
-
-def lock(conn: psycopg.Connection, name: str, shared: bool) -> None:
-    """A session-level advisory lock of this project, held until unlock or disconnect."""
-    conn.execute(_advisory("pg_advisory_lock", shared), (LOCK_NAMESPACE, name))
-
-
-def try_lock(conn: psycopg.Connection, name: str, shared: bool) -> bool:
-    row = conn.execute(_advisory("pg_try_advisory_lock", shared),
-                       (LOCK_NAMESPACE, name)).fetchone()
-    return bool(row and row[0])
-
-
-def unlock(conn: psycopg.Connection, name: str, shared: bool) -> None:
-    conn.execute(_advisory("pg_advisory_unlock", shared), (LOCK_NAMESPACE, name))

@@ -9,7 +9,7 @@ bounded by the group, whatever the number of windows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,12 +17,13 @@ import psycopg
 from numpy.typing import NDArray
 from psycopg import sql
 
+from prometheus.numeric import queries
 from prometheus.numeric.errors import PipelineError
+from prometheus.numeric.run_request import BATCH_WINDOWS
 
 PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 PGCOPY_HEADER_SIZE = len(PGCOPY_SIGNATURE) + 8  # + flags + header-extension length
 PGCOPY_TRAILER = b"\xff\xff"
-BATCH_WINDOWS = 20_000
 RANK_SHIFT = 40  # (selection_rank << 40) | valid_row_number orders rows like the COPY does
 
 
@@ -46,98 +47,6 @@ HISTORY_ROW = _fields(("selection_rank", ">i4"), ("valid_row_number", ">i8"),
                       ("log_return", ">f8"))
 PG_EPOCH = np.datetime64("2000-01-01", "D")
 NO_TRADING_DAYS = np.iinfo(np.int32).min  # trading_days_after_end unknown (no market)
-
-# Which of the run's models already have a vector for a window: bit i of stored_models is
-# models[i]. One probe of the unique key per window, made only when the group's instruments
-# have any vector of these models in the run's dates (ANY_STORED): a first backfill skips it.
-ANY_STORED = """
-select exists (
-    select 1
-    from {embeddings} as stored
-    where stored.entity_type = 'INSTRUMENT'
-        and stored.entity_id = any({instrument_ids})
-        and stored.as_of_date between {first_date} and {last_date}
-        and stored.model_id = any({models})
-)
-"""
-
-STORED_MODELS = """
-coalesce((
-    select bit_or(1::bigint << (array_position({models}::text[], stored.model_id::text) - 1))
-    from {embeddings} as stored
-    where stored.entity_type = 'INSTRUMENT'
-        and stored.entity_id = windows.instrument_id
-        and stored.as_of_date = windows.as_of_date
-        and stored.model_id = any({models})
-), 0)
-"""
-
-RUN_DATES = """
-select min(as_of_date), max(as_of_date)
-from {windows} as windows
-where run_id = {run_id} and window_status = 'ok'
-    and window_seq between {first_seq} and {last_seq}
-"""
-
-INSTRUMENTS = """
-select distinct selection_rank, instrument_id
-from {windows} as windows
-where run_id = {run_id} and window_seq between {first_seq} and {last_seq}
-"""
-
-# A group of consecutive selection ranks is a consecutive range of window_seq (numbered by
-# selection_rank, then as_of_date): every query below reads it through the
-# (run_id, window_seq) index instead of scanning every run's windows.
-GROUP_SIZES = """
-select selection_rank, count(*), min(window_seq), max(window_seq)
-from {windows} as windows
-where run_id = {run_id} and window_status = 'ok' and window_seq > {after_seq}
-group by selection_rank
-order by selection_rank
-"""
-
-BOUNDS = """
-copy (
-    select
-        window_seq, selection_rank, first_row_number, rows_filled,
-        as_of_date, start_date, end_date, rows_observed, min_rows, lookback_days,
-        rows_rejected, coalesce(trading_days_after_end, {no_trading_days}), is_stale,
-        {stored_models}
-    from {windows} as windows
-    where run_id = {run_id} and window_status = 'ok'
-        and window_seq between {first_seq} and {last_seq}
-    order by selection_rank, window_seq
-) to stdout (format binary)
-"""
-
-HISTORY = """
-copy (
-    with needed as (
-        select
-            instrument_id,
-            selection_rank,
-            min(first_row_number) as first_row_number,
-            max(last_row_number) as last_row_number
-        from {windows} as windows
-        where run_id = {run_id} and window_status = 'ok'
-            and window_seq between {first_seq} and {last_seq}
-        group by instrument_id, selection_rank
-    )
-    select
-        needed.selection_rank,
-        returns.valid_row_number,
-        returns.trade_date,
-        returns.close,
-        returns.volume,
-        returns.log_return
-    from needed
-    inner join {returns} as returns
-        on returns.instrument_id = needed.instrument_id
-        and returns.valid_row_number
-        between needed.first_row_number and needed.last_row_number
-    order by needed.selection_rank, returns.valid_row_number
-) to stdout (format binary)
-"""
 
 
 @dataclass(frozen=True)
@@ -234,46 +143,48 @@ def gather_windows(bounds: np.ndarray, history: np.ndarray, window_days: int,
 
 def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relation: str,
                  run_id: str, window_days: int, embeddings_relation: str, models: list[str],
-                 batch_windows: int = BATCH_WINDOWS, after_seq: int = 0,
-                 on_staged: Callable[[int], None] | None = None) -> Iterator[WindowBatch]:
-    """Yield the run's 'ok' windows after window_seq after_seq (all of them by default; a run
-    staged in parts reads each part as it lands, after the last window read), instrument by
-    instrument, at most batch_windows at once, each with the bit mask of the models that
-    already have its vector (stored_models). on_staged(n) first says how many will come.
+                 batch_windows: int = BATCH_WINDOWS) -> Iterator[WindowBatch]:
+    """Yield the run's 'ok' windows, instrument by instrument, at most batch_windows at once,
+    each with the bit mask of the models that already have its vector (stored_models).
 
     Runs in one repeatable-read transaction so every COPY sees the same snapshot."""
     params = {"windows": sql.SQL(windows_relation), "returns": sql.SQL(returns_relation),
               "embeddings": sql.SQL(embeddings_relation), "run_id": sql.Literal(run_id),
-              "models": sql.Literal(models), "no_trading_days": sql.Literal(int(NO_TRADING_DAYS)),
-              "after_seq": sql.Literal(after_seq)}
+              "models": sql.Literal(models),
+              "no_trading_days": sql.Literal(int(NO_TRADING_DAYS))}
     # Each query reads one group of instruments through an index: JIT compilation (on by
-    # default in PostgreSQL) would cost more than the query, ~0.1 s a group.
+    # default in PostgreSQL) would cost more than the query.
     conn.execute("set jit = off")
     with conn.transaction():
         conn.execute("set transaction isolation level repeatable read, read only")
-        ranks = conn.execute(sql.SQL(GROUP_SIZES).format(**params)).fetchall()
-        seq_ranges = {rank: (first_seq, last_seq) for rank, _, first_seq, last_seq in ranks}
-        sizes = [(rank, count) for rank, count, _, _ in ranks]
-        if on_staged is not None:
-            on_staged(sum(count for _, count in sizes))
-        if not ranks:
-            return
-        dates = conn.execute(sql.SQL(RUN_DATES).format(
-            **params, first_seq=sql.Literal(ranks[0][2]),
-            last_seq=sql.Literal(ranks[-1][3]))).fetchone()
+        ranks = conn.execute(sql.SQL(queries.GROUP_SIZES).format(**params)).fetchall()
+        seq_ranges = {rank: (first_seq, last_seq) for rank, _, _, first_seq, last_seq in ranks}
+        instrument_ids = {int(rank): str(instrument_id) for rank, instrument_id, *_ in ranks}
+        sizes = [(rank, count) for rank, _, count, _, _ in ranks]
         for first_rank, last_rank in instrument_groups(sizes, batch_windows):
             group = {**params, "first_seq": sql.Literal(seq_ranges[first_rank][0]),
                      "last_seq": sql.Literal(seq_ranges[last_rank][1])}
-            instrument_ids = {int(rank): str(instrument_id) for rank, instrument_id in
-                              conn.execute(sql.SQL(INSTRUMENTS).format(**group))}
-            assert dates is not None
-            any_stored = conn.execute(sql.SQL(ANY_STORED).format(
-                **group, instrument_ids=sql.Literal(list(instrument_ids.values())),
-                first_date=sql.Literal(dates[0]), last_date=sql.Literal(dates[1]))).fetchone()
-            group["stored_models"] = sql.SQL(STORED_MODELS).format(**group) \
-                if any_stored and any_stored[0] else sql.SQL("0::bigint")
-            bounds = read_copy_rows(conn, sql.SQL(BOUNDS).format(**group), BOUNDS_ROW)
-            history = read_copy_rows(conn, sql.SQL(HISTORY).format(**group), HISTORY_ROW)
+            group_ids = {rank: instrument_ids[rank] for rank in seq_ranges
+                         if first_rank <= rank <= last_rank}
+            group["stored_models"] = _stored_models(conn, group, list(group_ids.values()))
+            bounds = read_copy_rows(conn, sql.SQL(queries.BOUNDS).format(**group), BOUNDS_ROW)
+            history = read_copy_rows(conn, sql.SQL(queries.HISTORY).format(**group),
+                                     HISTORY_ROW)
             for start in range(0, len(bounds), batch_windows):
                 yield gather_windows(bounds[start:start + batch_windows], history, window_days,
-                                     instrument_ids)
+                                     group_ids)
+
+
+def _stored_models(conn: psycopg.Connection, group: dict[str, sql.Composable],
+                   instrument_ids: list[str]) -> sql.Composable:
+    """The BOUNDS column telling which models have each window's vector: a probe of the
+    unique key per window, or a constant 0 when none of the group's keys is stored (a first
+    backfill skips the probes)."""
+    dates = conn.execute(sql.SQL(queries.GROUP_DATES).format(**group)).fetchone()
+    any_stored = conn.execute(sql.SQL(queries.ANY_STORED).format(
+        **group, instrument_ids=sql.Literal(instrument_ids),
+        first_date=sql.Literal(dates[0] if dates else None),
+        last_date=sql.Literal(dates[1] if dates else None))).fetchone()
+    if any_stored and any_stored[0]:
+        return sql.SQL(queries.STORED_MODELS).format(**group)
+    return sql.SQL("0::bigint")

@@ -1,0 +1,42 @@
+"""Where the dbt project and its profile are, and the names of its nodes; no dbt import, so a
+usage error is reported before dbt (slow to import) is loaded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from prometheus.numeric.errors import PipelineError
+
+PROJECT_NAME = "prometheus_numeric"
+WINDOWS_NODE = f"model.{PROJECT_NAME}.numeric_windows"
+REJECTED_NODE = f"model.{PROJECT_NAME}.rejected_prices"
+RETURNS_NODE = f"model.{PROJECT_NAME}.int_daily_returns_computed"
+EMBEDDINGS_SOURCE = f"source.{PROJECT_NAME}.embeddings.numeric_window_embeddings"
+
+
+def find_project_dir(explicit: Path | None = None) -> Path:
+    """The dbt project: --project-dir, the working directory or a parent, else the checkout
+    this package was installed from (an editable install)."""
+    candidates = [explicit] if explicit else []
+    if env_dir := os.environ.get("PROMETHEUS_PROJECT_DIR"):
+        candidates.append(Path(env_dir))
+    here = Path.cwd().resolve()
+    candidates += [here, *here.parents, Path(__file__).resolve().parents[3]]
+    for folder in candidates:
+        if folder and (folder / "dbt_project.yml").exists() and \
+                f"name: {PROJECT_NAME}" in (folder / "dbt_project.yml").read_text():
+            return folder.resolve()
+    raise PipelineError("no dbt project found: run from the project folder or pass --project-dir")
+
+
+def find_profiles_dir(project_dir: Path) -> Path:
+    """DBT_PROFILES_DIR when set, else <project>/.dbt holding a copy of profiles.example.yml."""
+    if env_dir := os.environ.get("DBT_PROFILES_DIR"):
+        return Path(env_dir)
+    profiles_dir = project_dir / ".dbt"
+    if not (profiles_dir / "profiles.yml").exists():
+        profiles_dir.mkdir(exist_ok=True)
+        shutil.copyfile(project_dir / "profiles.example.yml", profiles_dir / "profiles.yml")
+    return profiles_dir

@@ -1,0 +1,100 @@
+"""numeric_windows follows the windows staged, not the runs, and `dbt run` / `dbt test` work
+by hand as a dbt user expects."""
+
+from __future__ import annotations
+
+from prometheus.numeric import queries
+
+from conftest import Database
+
+RANGE = ["--start-date", "2025-01-06", "--end-date", "2025-01-24", "--market-id", "US_EQ",
+         "--limit", "40", "--window-days", "21", "--model-id", "num-stab-core-v1",
+         "--no-tests"]
+
+
+def staged(db: Database) -> dict[str, int]:
+    """Rows of numeric_windows per run."""
+    with db.connect() as conn:
+        rows = conn.execute("select run_id, count(*) from analytics.numeric_windows"
+                            " group by run_id").fetchall()
+    return {run_id: count for run_id, count in rows}
+
+
+def test_the_same_range_three_times_keeps_one_run_of_rows(scratch_db: Database) -> None:
+    runs = []
+    for _ in range(3):
+        result = scratch_db.backfill(*RANGE)
+        assert result.returncode == 0, result.stderr
+        runs.append(result.summary())
+        if len(runs) == 1:
+            after_one = sum(staged(scratch_db).values())
+    assert after_one == 40 * 13  # 40 instruments x 13 trading days (01-20 is a holiday)
+    assert staged(scratch_db) == {runs[-1]["run_id"]: after_one}  # at most 1.2x: exactly 1x
+    # --skip-existing lists the stored windows, stages again those without a vector (too
+    # little history): when it is done its 'already_stored' rows go, its staged rows
+    # supersede the older ones, the other windows keep theirs.
+    skipped = scratch_db.backfill(*RANGE, "--skip-existing")
+    assert skipped.returncode == 0, skipped.stderr
+    embedded, short = int(runs[-1]["embedded"]), int(runs[-1]["skipped"])
+    assert skipped.summary()["already_stored"] == str(embedded) and short > 0
+    assert staged(scratch_db) == {runs[-1]["run_id"]: embedded,
+                                  skipped.summary()["run_id"]: short}
+
+
+def test_rows_of_a_run_in_flight_stay_until_it_finishes(scratch_db: Database) -> None:
+    # A run in flight: its rows staged, its lock held (as the CLI holds it until its end).
+    with scratch_db.dbt_runner() as dbt:
+        dbt.invoke(["run", "--select", "numeric_windows"],
+                   {"run_id": "in-flight", "as_of": "2025-01-24", "market_id": "US_EQ",
+                    "limit": 40, "window_days": 21, "model_ids": ["num-stab-core-v1"],
+                    "run_in_flight": True})
+    with scratch_db.connect() as holder:
+        holder.execute(queries.RUN_IN_FLIGHT_LOCK, (queries.LOCK_NAMESPACE, "in-flight"))
+        newer = scratch_db.backfill(*RANGE)
+        assert newer.returncode == 0, newer.stderr
+        assert staged(scratch_db)["in-flight"] == 40  # superseded, but still in flight
+    # It ended (crashed: lock released, never finished); the next finished run supersedes it.
+    again = scratch_db.backfill(*RANGE)
+    assert again.returncode == 0, again.stderr
+    assert staged(scratch_db) == {again.summary()["run_id"]: 40 * 13}
+
+
+def test_rows_for_other_models_are_not_superseded(scratch_db: Database) -> None:
+    one = scratch_db.backfill(*RANGE)
+    other = scratch_db.backfill(*RANGE[:-3], "--model-id", "num-regime-core-v1", "--no-tests")
+    both = scratch_db.backfill(*RANGE[:-3], "--model-id", "num-regime-core-v1",
+                               "--model-id", "num-stab-core-v1", "--no-tests")
+    for result in (one, other, both):
+        assert result.returncode == 0, result.stderr
+    # `other` staged num-regime-core-v1 only: it left num-stab-core-v1's rows of `one`;
+    # `both` staged both models, so it supersedes both runs' rows.
+    assert staged(scratch_db) == {both.summary()["run_id"]: 40 * 13}
+
+
+def test_plain_dbt_run_stages_the_latest_day_and_dbt_test_warns(scratch_db: Database) -> None:
+    with scratch_db.connect() as conn:
+        latest = conn.execute("select max(trade_date) from prices_daily"
+                              " where close > 0 and volume >= 0").fetchone()[0]
+        active = conn.execute("select count(*) from instruments where asset_class = 'EQUITY'"
+                              " and status = 'ACTIVE'").fetchone()[0]
+        markets = conn.execute("select count(distinct market_id) from instruments"
+                               " where asset_class = 'EQUITY'").fetchone()[0]
+    assert markets >= 2
+    ran = scratch_db.dbt("run")
+    assert ran.returncode == 0, ran.error
+    with scratch_db.connect() as conn:
+        rows = conn.execute("select count(*), count(distinct market_id), min(as_of_date),"
+                            " max(as_of_date), count(*) filter (where window_status = 'ok')"
+                            " from analytics.numeric_windows").fetchone()
+    assert rows[:4] == (active, markets, latest, latest)
+    waiting = rows[4]
+    tested = scratch_db.dbt("test")
+    assert tested.returncode == 0, tested.error  # waiting windows warn, they do not fail
+    assert tested.node("staged_windows_waiting_for_the_python_step") == ("warn", waiting)
+    assert any(f"{waiting} staged windows wait for the Python step" in line
+               and "python -m prometheus.scripts.backfill_numeric_embeddings --as-of "
+               f"{latest.isoformat()}" in line for line in tested.logs), tested.logs
+    # `dbt build` does the same in one command: seed, staging, tests (the warning again).
+    built = scratch_db.dbt("build")
+    assert built.returncode == 0, built.error
+    assert built.node("staged_windows_waiting_for_the_python_step")[0] == "warn"
