@@ -88,6 +88,7 @@ test: install lint
 	exit $$rc
 
 report: install
+	@$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install --quiet -e 'python[report]' >&2
 	@$(WITH_DB) $(BIN)/python -m prometheus.numeric.report --model-id '$(MODEL_ID)' \
 		--start-date '$(START_DATE)' --end-date '$(END_DATE)' \
 		--instrument-id '$(INSTRUMENT_ID)' --output '$(REPORT)'

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import psycopg
@@ -16,12 +16,15 @@ from numpy.typing import NDArray
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from prometheus.numeric.backfill import encode_and_store
+from prometheus.numeric.backfill import Relations, encode_and_store
+from prometheus.numeric.progress import Progress
 from prometheus.numeric.registry import ModelSpec
+from prometheus.numeric.run_request import BackfillRequest
 
 BENCH_SCHEMA = "bench"
 PG_EPOCH = dt.date(2000, 1, 1)
 COPY_BATCH_ROWS = 20_000
+PROGRESS_EVERY_SECONDS = 10.0
 
 
 @dataclass
@@ -54,14 +57,30 @@ def _progress(label: str, done: int, started: float) -> None:
 # (b) ------------------------------------------------------------------------------------
 
 
-def encode_and_write(conninfo: str, windows: str, returns: str, target: str, run_id: str,
-                     specs: list[ModelSpec], window_days: int) -> Throughput:
-    """The CLI's own encode+write step on already staged windows."""
+class _BenchProgress(Progress):
+    """The CLI's progress object, reporting as the bench's other in-process steps do."""
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if time.monotonic() - self.last_log >= PROGRESS_EVERY_SECONDS:
+            self.last_log = time.monotonic()
+            _progress("encode+write", self.done, self.started)
+
+
+def encode_and_write(relations: Relations, target: str, run_id: str, specs: list[ModelSpec],
+                     window_days: int, windows: int) -> Throughput:
+    """The CLI's own encode+write step (backfill.encode_and_store) on the windows run_id
+    staged, writing into target instead of the embeddings table: every key is new there, as
+    in a first backfill."""
+    request = BackfillRequest(model_ids=[spec.model_id for spec in specs],
+                              window_days=window_days)
+    progress = _BenchProgress(run_id, windows * len(specs))
     started = time.monotonic()
-    stored = encode_and_store(
-        windows, returns, target, run_id, specs, window_days, conninfo=conninfo,
-        on_batch=lambda _, stored: _progress("encode+write", stored, started))
-    return Throughput(stored, time.monotonic() - started)
+    written = encode_and_store(replace(relations, embeddings=target), run_id, specs, request,
+                               progress)
+    seconds = time.monotonic() - started
+    # An int before store.Written (vectors, refreshed) existed: either is read.
+    return Throughput(written if isinstance(written, int) else written.vectors, seconds)
 
 
 # (c) ------------------------------------------------------------------------------------

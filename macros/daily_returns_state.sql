@@ -7,10 +7,14 @@
   row, a row that turned valid or invalid) is forgotten here, before the model's SQL runs,
   and the model recomputes it whole. "Matches" compares, per instrument, the row count and an
   exact sum of per-row hashes of (trade_date, close, volume) over the valid price rows with
-  the same over the stored rows: no window functions and no writes when nothing changed
-  (hash_record_extended: PostgreSQL 14+). A staging run compares only the dates it reads,
-  by index probes (0.3-0.4 s instead of 1.4 s at 1.25 million rows); a run without its vars
-  compares every row, with two scans and a hash join.
+  the same over the stored rows (their row_hash column): no window functions and no writes
+  when nothing changed (hash_record_extended: PostgreSQL 14+). A staging run compares only
+  the dates it reads, by index probes per instrument; a run without its vars compares every
+  row, with two scans and a hash join.
+  What changed is kept: before an instrument is forgotten, its earliest changed date goes to
+  the change log (source embeddings.numeric_window_embedding_changes), in the same
+  transaction, so the vectors it makes outdated can be found later from it
+  (macros/outdated_keys.sql), whichever run or `dbt run` saw the change first.
   A change to the model itself is not detected here: the CLI rebuilds the table
   (--full-refresh) when the model's definition changed since it was last deployed.
 
@@ -53,136 +57,197 @@
 {% macro forget_changed_daily_returns() -%}
 {%- if is_incremental() -%}
 {%- set span = daily_returns_read_span() -%}
-delete from {{ this }} as stored
-using (
+{%- set prices = ref('stg_historical_db__prices_daily') -%}
+with
 
-    with
+{% if span -%}
 
-    {% if span -%}
+instruments as (
 
-    instruments as (
+    select instrument_id from {{ skip_scan_distinct(this, 'instrument_id') }} as stored_ids
 
-        select instrument_id from {{ skip_scan_distinct(this, 'instrument_id') }} as stored_ids
+),
 
-    ),
+check_ranges as (
 
-    check_ranges as (
+    -- Per instrument, the stored rows this run can read: from the last one before the span
+    -- (its close divides the span's first return) through the span's end.
+    select
+        instruments.instrument_id,
+        coalesce(before_span.trade_date, '-infinity'::date) as first_date,
+        least(last_row.trade_date, {{ span.last_date }}) as last_date
 
-        -- Per instrument, the stored rows this run can read: from the last one before the
-        -- span (its close divides the span's first return) through the span's end. Index
-        -- probes, so a daily run's check does not grow with the years stored.
-        select
-            instruments.instrument_id,
-            coalesce(before_span.trade_date, '-infinity'::date) as first_date,
-            least(last_row.trade_date, {{ span.last_date }}) as last_date
-
-        from instruments
-        cross join lateral (
-            select computed.trade_date
-            from {{ this }} as computed
-            where computed.instrument_id = instruments.instrument_id
-            order by computed.trade_date desc
-            limit 1
-        ) as last_row
-        left join lateral (
-            select computed.trade_date
-            from {{ this }} as computed
-            where computed.instrument_id = instruments.instrument_id
-                and computed.trade_date < {{ span.first_date }}
-            order by computed.trade_date desc
-            limit 1
-        ) as before_span on true
-
-    ),
-
-    stored_state as (
-
-        select
-            check_ranges.instrument_id,
-            stored_rows.row_count,
-            stored_rows.fingerprint
-
-        from check_ranges
-        cross join lateral (
-            select
-                count(*) as row_count,
-                sum({{ daily_returns_row_fingerprint('computed') }}) as fingerprint
-            from {{ this }} as computed
-            where computed.instrument_id = check_ranges.instrument_id
-                and computed.trade_date between check_ranges.first_date and check_ranges.last_date
-        ) as stored_rows
-
-    ),
-
-    source_state as (
-
-        select
-            check_ranges.instrument_id,
-            source_rows.row_count,
-            source_rows.fingerprint
-
-        from check_ranges
-        cross join lateral (
-            select
-                count(*) as row_count,
-                sum({{ daily_returns_row_fingerprint('prices') }}) as fingerprint
-            from {{ ref('stg_historical_db__prices_daily') }} as prices
-            where prices.instrument_id = check_ranges.instrument_id
-                and prices.trade_date between check_ranges.first_date and check_ranges.last_date
-                and prices.is_valid
-        ) as source_rows
-
-    ),
-
-    {%- else %}
-
-    stored_state as (
-
-        select
-            instrument_id,
-            max(trade_date) as last_trade_date,
-            count(*) as row_count,
-            sum({{ daily_returns_row_fingerprint('computed') }}) as fingerprint
-
+    from instruments
+    cross join lateral (
+        select computed.trade_date
         from {{ this }} as computed
-        group by instrument_id
+        where computed.instrument_id = instruments.instrument_id
+        order by computed.trade_date desc
+        limit 1
+    ) as last_row
+    left join lateral (
+        select computed.trade_date
+        from {{ this }} as computed
+        where computed.instrument_id = instruments.instrument_id
+            and computed.trade_date < {{ span.first_date }}
+        order by computed.trade_date desc
+        limit 1
+    ) as before_span on true
 
-    ),
+),
 
-    source_state as (
+stored_state as (
 
+    select
+        check_ranges.instrument_id,
+        stored_rows.row_count,
+        stored_rows.fingerprint
+
+    from check_ranges
+    cross join lateral (
         select
-            prices.instrument_id,
             count(*) as row_count,
-            sum({{ daily_returns_row_fingerprint('prices') }}) as fingerprint
+            sum(computed.row_hash::numeric) as fingerprint
+        from {{ this }} as computed
+        where computed.instrument_id = check_ranges.instrument_id
+            and computed.trade_date between check_ranges.first_date and check_ranges.last_date
+    ) as stored_rows
 
-        from {{ ref('stg_historical_db__prices_daily') }} as prices
-        inner join stored_state
-            on stored_state.instrument_id = prices.instrument_id
-        where prices.is_valid
-            and prices.trade_date <= stored_state.last_trade_date
-        group by prices.instrument_id
+),
 
-    ),
+source_state as (
 
-    {%- endif %}
+    select
+        check_ranges.instrument_id,
+        source_rows.row_count,
+        source_rows.fingerprint
 
-    final as (
+    from check_ranges
+    cross join lateral (
+        select
+            count(*) as row_count,
+            sum({{ daily_returns_row_fingerprint('prices') }}::numeric) as fingerprint
+        from {{ prices }} as prices
+        where prices.instrument_id = check_ranges.instrument_id
+            and prices.trade_date between check_ranges.first_date and check_ranges.last_date
+            and prices.is_valid
+    ) as source_rows
 
-        select stored_state.instrument_id
+),
 
-        from stored_state
-        left join source_state
-            on source_state.instrument_id = stored_state.instrument_id
-        where source_state.row_count is distinct from stored_state.row_count
-            or source_state.fingerprint is distinct from stored_state.fingerprint
+{%- else %}
 
-    )
+stored_state as (
 
-    select * from final
+    select
+        instrument_id,
+        max(trade_date) as last_trade_date,
+        count(*) as row_count,
+        sum(row_hash::numeric) as fingerprint
 
-) as changed
-where stored.instrument_id = changed.instrument_id
+    from {{ this }}
+    group by instrument_id
+
+),
+
+source_state as (
+
+    select
+        prices.instrument_id,
+        count(*) as row_count,
+        sum({{ daily_returns_row_fingerprint('prices') }}::numeric) as fingerprint
+
+    from {{ prices }} as prices
+    inner join stored_state
+        on stored_state.instrument_id = prices.instrument_id
+    where prices.is_valid
+        and prices.trade_date <= stored_state.last_trade_date
+    group by prices.instrument_id
+
+),
+
+{%- endif %}
+
+changed as (
+
+    select stored_state.instrument_id
+
+    from stored_state
+    left join source_state
+        on source_state.instrument_id = stored_state.instrument_id
+    where source_state.row_count is distinct from stored_state.row_count
+        or source_state.fingerprint is distinct from stored_state.fingerprint
+
+),
+
+stored_rows as (
+
+    select
+        computed.instrument_id,
+        computed.trade_date,
+        computed.close,
+        computed.volume,
+        max(computed.trade_date) over (partition by computed.instrument_id) as last_trade_date
+
+    from {{ this }} as computed
+    where computed.instrument_id in (select changed.instrument_id from changed)
+
+),
+
+price_rows as (
+
+    select
+        prices.instrument_id,
+        prices.trade_date,
+        prices.close,
+        prices.volume
+
+    from {{ prices }} as prices
+    where prices.is_valid
+        and prices.instrument_id in (select changed.instrument_id from changed)
+
+),
+
+first_changes as (
+
+    -- The earliest day where the computed rows and the valid prices differ (a changed,
+    -- deleted, late, invalidated or re-validated row); days after the last computed one
+    -- are new days, not changes.
+    select
+        coalesce(stored_rows.instrument_id, price_rows.instrument_id) as instrument_id,
+        min(coalesce(stored_rows.trade_date, price_rows.trade_date)) as first_changed_date
+
+    from stored_rows
+    full outer join price_rows
+        on price_rows.instrument_id = stored_rows.instrument_id
+        and price_rows.trade_date = stored_rows.trade_date
+    where (stored_rows.trade_date is null or price_rows.trade_date is null
+        or stored_rows.close <> price_rows.close or stored_rows.volume <> price_rows.volume)
+        and coalesce(stored_rows.trade_date, price_rows.trade_date) <= coalesce(
+            stored_rows.last_trade_date,
+            (select max(last_rows.trade_date) from {{ this }} as last_rows
+                where last_rows.instrument_id = price_rows.instrument_id)
+        )
+    group by coalesce(stored_rows.instrument_id, price_rows.instrument_id)
+
+),
+
+recorded as (
+
+    insert into {{ source('embeddings', 'numeric_window_embedding_changes') }}
+        (reason, instrument_id, first_changed_date)
+    select
+        'prices_changed',
+        first_changes.instrument_id,
+        first_changes.first_changed_date
+
+    from first_changes
+    returning instrument_id
+
+)
+
+delete from {{ this }} as stored
+where stored.instrument_id in (select changed.instrument_id from changed)
 {%- else -%}
 select 1
 {%- endif -%}

@@ -137,10 +137,15 @@ select 1
 {%- endmacro %}
 
 
-{# `dbt run-operation prune_finished_run --args '{run_id: ...}'`: the CLI, when its run is done. #}
+{#
+  `dbt run-operation prune_finished_run --args '{run_id: ...}'`: the CLI, when its run is
+  done: the staged rows it supersedes, and the change log's entries no vector is outdated by
+  any more (macros/outdated_keys.sql), in one transaction.
+#}
 {% macro prune_finished_run(run_id) -%}
 {%- call statement('prune_finished_run', auto_begin=true) -%}
-{{ prune_superseded_windows(run_id) }}
+{{ prune_superseded_windows(run_id) }};
+{{ prune_resolved_changes() }}
 {%- endcall -%}
 {%- do adapter.commit() -%}
 {%- endmacro %}

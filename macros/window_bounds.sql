@@ -12,14 +12,16 @@
 
   requests: a relation or CTE with instrument_id, as_of_date, window_days, lookback_days
   (and any other columns, passed through). Adds rows_observed, first_row_number,
-  last_row_number, start_date and end_date (the row numbers and dates NULL when no row).
+  last_row_number, start_date and end_date (the row numbers and dates NULL when no row), and
+  previous_close (the close the first row's log-return divides by).
 #}
 {% macro window_bounds(requests) -%}
     {%- set daily_returns = ref('int_daily_returns_computed') -%}
     select
         counted.*,
         counted.last_row_number - counted.rows_observed + 1 as first_row_number,
-        first_row.trade_date as start_date
+        first_row.trade_date as start_date,
+        first_row.previous_close
 
     from (
 

@@ -22,9 +22,8 @@
 -- on from its last valid_row_number, with its last stored close as close_prev. An instrument
 -- whose stored history no longer matches the prices was deleted by the pre-hook
 -- (macros/daily_returns_state.sql) and is recomputed whole, like a new one.
--- Statistics right after the table is built, before numeric_windows plans its joins on it
--- (without them a 3-year range run's staging took 50 s instead of 10 s); later appends are
--- left to autovacuum's analyze.
+-- Statistics right after the table is built, before numeric_windows plans its joins on it;
+-- later appends are left to autovacuum's analyze.
 
 -- depends_on: {{ ref('stg_historical_db__instruments') }}
 with
@@ -155,7 +154,11 @@ final as (
         close,
         volume,
         coalesce(ln(close / previous_close), 0)::double precision as log_return,
-        valid_row_number::bigint as valid_row_number
+        valid_row_number::bigint as valid_row_number,
+        previous_close,
+        -- What a window's inputs fingerprint sums (macros/outdated_keys.sql), and what the
+        -- change check compares with the prices (macros/daily_returns_state.sql).
+        {{ daily_returns_row_fingerprint('with_previous_close') }} as row_hash
 
     from with_previous_close
 

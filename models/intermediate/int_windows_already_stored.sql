@@ -3,8 +3,11 @@
 {%- set model_ids = [model_ids] if model_ids is string else model_ids | unique | list -%}
 
 -- With the var skip_existing_model_ids (the CLI's --skip-existing), the run's requests that
--- every one of those models already has a vector for: they are listed, not bounded, so a
--- re-run of a finished backfill costs a key lookup per window. Without it, none.
+-- every one of those models already has a current vector for: they are listed, not
+-- bounded, so a re-run of a finished backfill costs a key lookup per window. A vector is
+-- current when its fingerprint names the registry's encoder and dim and outdated_embeddings
+-- does not list it; one without a fingerprint is staged, and verified by the encoder.
+-- Without the var, none.
 
 with
 
@@ -20,20 +23,52 @@ embeddings as (
 
 ),
 
+registry as (
+
+    select * from {{ ref('numeric_embedding_models') }}
+
+),
+
+outdated as (
+
+    select * from {{ ref('outdated_embeddings') }}
+
+),
+
 stored_keys as (
 
     -- One range of the embeddings' unique key per instrument over the run's dates.
     select
+        embeddings.embedding_id,
         embeddings.entity_id as instrument_id,
         embeddings.as_of_date,
-        count(*) as model_count
+        embeddings.model_id,
+        embeddings.window_spec ->> 'inputs_fingerprint' as fingerprint
 
     from embeddings
     where embeddings.entity_type = 'INSTRUMENT'
         and embeddings.entity_id in (select requests.instrument_id from requests)
         and embeddings.as_of_date between {{ params.first_as_of }} and {{ params.last_as_of }}
         and embeddings.model_id = any(array[{{ sql_text_list(model_ids) }}]::text[])
-    group by embeddings.entity_id, embeddings.as_of_date
+
+),
+
+current_keys as (
+
+    select
+        stored_keys.instrument_id,
+        stored_keys.as_of_date,
+        count(*) as model_count
+
+    from stored_keys
+    inner join registry
+        on registry.model_id = stored_keys.model_id
+    where split_part(stored_keys.fingerprint, '/', 2) = registry.encoder
+        and split_part(stored_keys.fingerprint, '/', 3) = coalesce(
+            registry.dim, 3 * split_part(stored_keys.fingerprint, '/', 4)::integer
+        )::text
+        and stored_keys.embedding_id not in (select outdated.embedding_id from outdated)
+    group by stored_keys.instrument_id, stored_keys.as_of_date
 
 ),
 
@@ -42,10 +77,10 @@ final as (
     select requests.window_seq
 
     from requests
-    inner join stored_keys
-        on stored_keys.instrument_id = requests.instrument_id
-        and stored_keys.as_of_date = requests.as_of_date
-    where stored_keys.model_count = {{ model_ids | length }}
+    inner join current_keys
+        on current_keys.instrument_id = requests.instrument_id
+        and current_keys.as_of_date = requests.as_of_date
+    where current_keys.model_count = {{ model_ids | length }}
 
 )
 

@@ -20,6 +20,12 @@ embeddings as (
 
 ),
 
+outdated as (
+
+    select * from {{ ref('outdated_embeddings') }}
+
+),
+
 windows_per_model as (
 
     select
@@ -127,6 +133,18 @@ vector_counts as (
 
 ),
 
+outdated_counts as (
+
+    select
+        model_id,
+        as_of_date,
+        count(*) as vectors_outdated
+
+    from outdated
+    group by model_id, as_of_date
+
+),
+
 final as (
 
     select
@@ -144,6 +162,7 @@ final as (
         coalesce(window_counts.windows_stale, 0)::integer as windows_stale,
         coalesce(window_counts.rejected_price_rows, 0)::integer as rejected_price_rows,
         coalesce(vector_counts.vectors_stored, 0)::integer as vectors_stored,
+        coalesce(outdated_counts.vectors_outdated, 0)::integer as vectors_outdated,
         vector_counts.min_bytes,
         vector_counts.max_bytes
 
@@ -151,6 +170,10 @@ final as (
     full outer join vector_counts
         on vector_counts.model_id = window_counts.model_id
         and vector_counts.as_of_date = window_counts.as_of_date
+    left join outdated_counts
+        on outdated_counts.model_id = coalesce(window_counts.model_id, vector_counts.model_id)
+        and outdated_counts.as_of_date
+        = coalesce(window_counts.as_of_date, vector_counts.as_of_date)
 
 )
 

@@ -109,3 +109,20 @@ def assert_vector_matches(stored: bytes, expected: np.ndarray, window_days: int,
     assert bad.size == 0, (
         f"{label}: {bad.size} values differ, first at {bad[0]}: "
         f"{actual[bad[0]]!r} != {expected[bad[0]]!r}")
+
+
+def reference_inputs(conn: psycopg.Connection, instrument_id: str, as_of: dt.date,
+                     window_days: int) -> tuple | None:
+    """What SPEC "Outdated vectors" compares: the window's trade dates, closes and volumes,
+    and the close before its first row (None when there is none); None when skipped."""
+    dates, closes, volumes = load_history(conn, instrument_id)
+    keep = valid_mask(closes, volumes)
+    dates, closes, volumes = dates[keep], closes[keep], volumes[keep]
+    in_range = (dates >= np.datetime64(as_of - dt.timedelta(days=3 * window_days))) & (
+        dates <= np.datetime64(as_of))
+    index = np.flatnonzero(in_range)[-window_days:]
+    if index.size < max(1, math.floor(0.87 * window_days)):
+        return None
+    previous = float(closes[index[0] - 1]) if index[0] > 0 else None
+    return (tuple(dates[index].tolist()), tuple(closes[index].tolist()),
+            tuple(volumes[index].tolist()), previous)

@@ -6,6 +6,7 @@ import contextlib
 import io
 import re
 import struct
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,9 @@ def test_report_names_what_is_missing(demo_db: Database, original_run, tmp_path:
     assert no_range.returncode == 1
     assert "run the backfill for that range first" in no_range.stderr
     assert not output.exists()
+
+
+def test_the_backfill_installs_without_matplotlib() -> None:
+    requirements = metadata.requires("prometheus-numeric-embeddings") or []
+    matplotlib = [req for req in requirements if req.startswith("matplotlib")]
+    assert matplotlib and all("extra == \"report\"" in req for req in matplotlib), matplotlib

@@ -13,7 +13,11 @@ import psycopg
 from psycopg import sql
 
 from prometheus.numeric import queries
-from prometheus.numeric.connection import ResolvedServer, use_resolved_server
+from prometheus.numeric.connection import (
+    ResolvedServer,
+    check_dbt_database,
+    use_resolved_server,
+)
 from prometheus.numeric.dbt_runner import DbtRunner
 from prometheus.numeric.deployment import Deployment
 from prometheus.numeric.encoders import encode
@@ -30,7 +34,7 @@ from prometheus.numeric.project import (
 )
 from prometheus.numeric.registry import ModelSpec, load_registry, resolve_models
 from prometheus.numeric.run_request import BackfillRequest, BackfillSummary, new_run_id
-from prometheus.numeric.store import EmbeddingWriter, refresh_statistics
+from prometheus.numeric.store import EmbeddingWriter, Written, refresh_statistics
 from prometheus.numeric.windows import read_windows
 
 log = logging.getLogger("prometheus.numeric.backfill")
@@ -57,13 +61,14 @@ class Relations:
 
 
 def encode_and_store(relations: Relations, run_id: str, specs: list[ModelSpec],
-                     request: BackfillRequest, progress: Progress) -> int:
+                     request: BackfillRequest, progress: Progress) -> Written:
     """Read the run's 'ok' windows, encode them once per model and store them, one
-    transaction per batch covering all models (it commits whole or not at all); returns the
-    vectors written. With --skip-existing, keys already stored are left as they are."""
+    transaction per batch covering all models (it commits whole or not at all; a --dry-run
+    rolls each back); returns the vectors written and refreshed. With --skip-existing,
+    stored keys are rewritten only when outdated."""
     specs = sorted(specs, key=lambda spec: spec.model_id)  # the writers' lock order
     models = [spec.model_id for spec in specs]
-    stored = 0
+    total = Written()
     with psycopg.connect(autocommit=True) as reader, \
             psycopg.connect(autocommit=True) as writer_conn:
         writer = EmbeddingWriter(writer_conn, relations.embeddings, run_id,
@@ -76,13 +81,15 @@ def encode_and_store(relations: Relations, run_id: str, specs: list[ModelSpec],
                            for batch in batches)
         with contextlib.closing(encoded):
             for windows, vectors in encoded:
-                with writer_conn.transaction():
+                with writer_conn.transaction(force_rollback=request.dry_run):
                     for model_bit, (spec, model_vectors) in enumerate(
                             zip(specs, vectors, strict=True)):
-                        stored += writer.write(windows, model_vectors, spec,
+                        written = writer.write(windows, model_vectors, spec,
                                                request.window_days, model_bit)
+                        total.vectors += written.vectors
+                        total.refreshed += written.refreshed
                 progress.advance(len(windows) * len(specs))
-    return stored
+    return total
 
 
 class Backfill:
@@ -100,6 +107,7 @@ class Backfill:
         server = use_resolved_server()
         dbt = DbtRunner(self.project_dir, find_profiles_dir(self.project_dir))
         summary = BackfillSummary(run_id=new_run_id(), models=[s.model_id for s in self.specs])
+        check_dbt_database(dbt.manifest().nodes[WINDOWS_NODE].database, server)
         relations = Relations.of(dbt)
         # This connection holds the run's locks until the run ends: in flight (its staged
         # rows are never pruned meanwhile) and the staging lock, shared (no redeploy).
@@ -107,11 +115,15 @@ class Backfill:
             run_conn.execute(queries.RUN_IN_FLIGHT_LOCK,
                              (queries.LOCK_NAMESPACE, summary.run_id))
             self.stage(dbt, run_conn, server, summary.run_id)
-            summary.vectors = self.encode_and_store(run_conn, relations, summary.run_id)
+            written = self.encode_and_store(run_conn, relations, summary.run_id)
+            summary.vectors, summary.refreshed = written.vectors, written.refreshed
             self.count(run_conn, relations, summary)
-            if self.request.run_tests:
-                self.test(dbt, run_conn, relations, server, summary)
-            self.finish(dbt, server, summary.run_id)
+            if self.request.dry_run:
+                self.forget(run_conn, relations, summary.run_id)
+            else:
+                if self.request.run_tests:
+                    self.test(dbt, run_conn, relations, server, summary)
+                self.finish(dbt, server, summary.run_id)
         summary.seconds = time.monotonic() - started
         return summary
 
@@ -126,7 +138,7 @@ class Backfill:
         Deployment(dbt).stage(run_conn, dbt, self.dbt_vars(server, run_id), run_id)
 
     def encode_and_store(self, conn: psycopg.Connection, relations: Relations,
-                         run_id: str) -> int:
+                         run_id: str) -> Written:
         windows = conn.execute(sql.SQL(queries.RUN_OK_WINDOWS).format(
             windows=sql.SQL(relations.windows), run_id=sql.Literal(run_id))).fetchone()
         progress = Progress(run_id, int(windows[0] if windows else 0) * len(self.specs))
@@ -152,6 +164,9 @@ class Backfill:
             **params, first_day=sql.Literal(first_day), last_day=sql.Literal(last_day)
         )).fetchone()
         summary.rejected_rows = int(rejected[0]) if rejected else 0
+        left = conn.execute(sql.SQL(queries.RUN_OUTDATED_LEFT).format(
+            **params, embeddings=sql.SQL(relations.embeddings))).fetchone()
+        summary.outdated_left = int(left[0]) if left else 0
 
     def test(self, dbt: DbtRunner, conn: psycopg.Connection, relations: Relations,
              server: ResolvedServer, summary: BackfillSummary) -> None:
@@ -162,7 +177,13 @@ class Backfill:
         dbt.invoke(["test", "--select", RUN_CHECKS],
                    {"run_id": summary.run_id, "cli_server": server.identity})
 
+    def forget(self, conn: psycopg.Connection, relations: Relations, run_id: str) -> None:
+        """A --dry-run leaves no staged row behind (and prunes nothing, uses up no change)."""
+        conn.execute(sql.SQL(queries.FORGET_RUN).format(
+            windows=sql.SQL(relations.windows), run_id=sql.Literal(run_id)))
+
     def finish(self, dbt: DbtRunner, server: ResolvedServer, run_id: str) -> None:
-        """The run is done: its staged rows now supersede older runs' rows of its windows."""
+        """The run is done: its staged rows now supersede older runs' rows of its windows,
+        and the change log keeps only what still outdates a vector."""
         dbt.invoke(["run-operation", "prune_finished_run", "--args",
                     json.dumps({"run_id": run_id})], {"cli_server": server.identity})

@@ -93,7 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"registry model id, repeatable (default {DEFAULT_MODEL_ID})")
     run = parser.add_argument_group("run")
     run.add_argument("--skip-existing", action="store_true",
-                     help="encode only windows not yet stored for every requested model")
+                     help="embed only keys not stored yet, and re-embed stored keys whose "
+                          "inputs changed (outdated); stored and current keys are left alone")
+    run.add_argument("--dry-run", action="store_true",
+                     help="report what the run would do (the summary line) and change no "
+                          "vector, no staged row and no change record")
     run.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
                      help="this worker's share of the instruments (stable hash); N workers "
                           "with K = 0..N-1 together do the whole backfill")
@@ -138,6 +142,7 @@ def request_from_args(args: argparse.Namespace) -> BackfillRequest:
         run_tests=args.run_tests,
         batch_size=args.batch_size,
         skip_existing=args.skip_existing,
+        dry_run=args.dry_run,
         shard=args.shard,
         project_dir=Path(args.project_dir) if args.project_dir else None,
     )

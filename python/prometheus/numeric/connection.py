@@ -66,6 +66,16 @@ def use_resolved_server() -> ResolvedServer:
     return server
 
 
+def check_dbt_database(dbt_database: str, server: ResolvedServer) -> None:
+    """dbt names relations with its target's database: another one than the command's is
+    refused at once (another server is refused by dbt's on-run-start hook)."""
+    if dbt_database != server.dbname:
+        raise PipelineError(
+            f"dbt's target is database {dbt_database}, not the database the command connects "
+            f"to ({server.identity}); point the profile at the same server (the project's "
+            "profiles.example.yml reads the PG* variables)")
+
+
 def exports(server: ResolvedServer) -> str:
     """Shell export lines of the resolved PG* variables (`prometheus-pg resolved-env`)."""
     return "".join(f"export {name}={shlex.quote(value)}\n"

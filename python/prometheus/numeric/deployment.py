@@ -30,7 +30,8 @@ RETURNS_MODEL = "int_daily_returns_computed"
 WINDOWS_MODEL = "numeric_windows"
 # One dbt invocation deploys the seed, views and tables and stages the run's windows.
 DEPLOYED_NODES = ("+numeric_windows", "+rejected_prices", "numeric_window_values",
-                  "embedding_coverage", "stg_embeddings__numeric_window_embeddings")
+                  "outdated_embeddings", "embedding_coverage",
+                  "stg_embeddings__numeric_window_embeddings")
 
 
 def deployment_key(manifest: Any, node_ids: list[str]) -> str:

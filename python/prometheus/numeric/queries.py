@@ -76,6 +76,19 @@ where rejected.trade_date between {first_day} and {last_day}
             between windows.as_of_date - windows.lookback_days and windows.as_of_date
     )
 """
+# Stored vectors of the run's keys whose window now has too little history: outdated, kept.
+RUN_OUTDATED_LEFT = """
+select count(*)
+from {windows} as windows
+inner join {embeddings} as stored
+    on stored.entity_type = 'INSTRUMENT'
+    and stored.entity_id = windows.instrument_id
+    and stored.as_of_date = windows.as_of_date
+    and stored.model_id = any(windows.model_ids)
+where windows.run_id = {run_id} and windows.window_status = 'insufficient_history'
+"""
+# A --dry-run leaves no staged row behind.
+FORGET_RUN = "delete from {windows} where run_id = {run_id}"
 RUN_DAYS = """
 select min(as_of_date - lookback_days), max(as_of_date) from {windows} where run_id = {run_id}
 """
@@ -150,7 +163,9 @@ copy (
         returns.trade_date,
         returns.close,
         returns.volume,
-        returns.log_return
+        returns.log_return,
+        returns.row_hash,
+        coalesce(returns.previous_close, 'NaN'::double precision)
     from needed
     inner join {returns} as returns
         on returns.instrument_id = needed.instrument_id
@@ -188,6 +203,30 @@ REPLACE = """do update set
     vector_ref = excluded.vector_ref,
     created_at = excluded.created_at"""
 KEEP = "do nothing"
+# --skip-existing on stored keys: a vector whose stored fingerprint differs from its window's
+# now is outdated and rewritten (keeping created_at when the bytes come out the same); one
+# that matches is left alone. A vector stored without a fingerprint is first verified
+# (VERIFY_UNFINGERPRINTED): equal to its window's encoding now, it only gains the fingerprint.
+REFRESH_OUTDATED = """do update set
+    window_spec = excluded.window_spec,
+    vector = excluded.vector,
+    vector_ref = excluded.vector_ref,
+    created_at = case when stored.vector = excluded.vector then stored.created_at
+        else excluded.created_at end
+where stored.window_spec ->> 'inputs_fingerprint'
+    is distinct from excluded.window_spec ->> 'inputs_fingerprint'"""
+VERIFY_UNFINGERPRINTED = """
+update {embeddings} as stored
+set window_spec = stored.window_spec
+    || jsonb_build_object('inputs_fingerprint', encoded.window_spec -> 'inputs_fingerprint')
+from encoded_embeddings as encoded
+where stored.entity_type = encoded.entity_type
+    and stored.entity_id = encoded.entity_id
+    and stored.as_of_date = encoded.as_of_date
+    and stored.model_id = encoded.model_id
+    and not stored.window_spec ? 'inputs_fingerprint'
+    and stored.vector = encoded.vector
+"""
 CLEAR_ENCODED = "truncate encoded_embeddings"
 
 # -- statistics (store.refresh_statistics)

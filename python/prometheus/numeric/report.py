@@ -15,9 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+try:
+    from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+except ModuleNotFoundError:  # an extra: the backfill installs without it
+    sys.exit("report: matplotlib is not installed; `make report` installs it "
+             "(pip install -e 'python[report]')")
 
 from prometheus.numeric.connection import use_resolved_server
 from prometheus.numeric.dbt_runner import DbtRunner

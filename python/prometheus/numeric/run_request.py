@@ -29,6 +29,7 @@ class BackfillRequest:
     run_tests: bool = True
     batch_size: int = BATCH_WINDOWS
     skip_existing: bool = False
+    dry_run: bool = False
     shard: tuple[int, int] = (0, 1)
     project_dir: Path | None = None
 
@@ -84,6 +85,8 @@ class BackfillSummary:
     rejected_rows: int = 0
     vectors: int = 0
     already_stored: int = 0
+    refreshed: int = 0
+    outdated_left: int = 0
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -93,6 +96,7 @@ class BackfillSummary:
             f"rejected_rows={self.rejected_rows} stale={self.stale} filled={self.filled} "
             f"instruments={self.instruments} as_of_dates={self.as_of_dates} "
             f"vectors={self.vectors} already_stored={self.already_stored} "
+            f"refreshed={self.refreshed} outdated_left={self.outdated_left} "
             f"models={','.join(self.models)} run_id={self.run_id} "
             f"seconds={self.seconds:.2f}"
         )

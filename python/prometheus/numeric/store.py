@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import psycopg
@@ -21,6 +22,7 @@ from psycopg import errors, sql
 
 from prometheus.numeric import queries
 from prometheus.numeric.errors import PipelineError
+from prometheus.numeric.fingerprints import fingerprints
 from prometheus.numeric.registry import FEATURES, ModelSpec
 from prometheus.numeric.windows import (
     NO_TRADING_DAYS,
@@ -106,7 +108,9 @@ def window_specs(batch: StagedWindows, spec: ModelSpec, window_days: int,
             ("lookback_days", json_ints(bounds["lookback_days"]))):
         text(f', "{key}": ')
         parts.append(column)
-    text("}")
+    text(', "inputs_fingerprint": "')
+    parts.append(fingerprints(spec, window_days, batch.rows_hash, batch.previous_close))
+    text('"}')
     return np.hstack(parts)
 
 
@@ -150,6 +154,14 @@ def copy_rows(batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpe
     return (chunks[0] if len(chunks) == 1 else np.concatenate(chunks)).data
 
 
+@dataclass
+class Written:
+    """What one write did: vectors written, of which refreshed because outdated."""
+
+    vectors: int = 0
+    refreshed: int = 0
+
+
 class EmbeddingWriter:
     """Stores one run's vectors; every call runs inside the caller's transaction."""
 
@@ -163,20 +175,27 @@ class EmbeddingWriter:
         conn.execute(queries.CREATE_ENCODED)
 
     def write(self, batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpec,
-              window_days: int, model_bit: int) -> int:
+              window_days: int, model_bit: int) -> Written:
         """Store the batch's vectors for one model (bit model_bit of the batch's
-        stored_models); returns how many rows were written."""
+        stored_models): new keys, and the stored ones replaced (or, with --skip-existing,
+        refreshed when outdated)."""
         stored = ((batch.bounds["stored_models"].astype(np.int64) >> model_bit) & 1) == 1
         new = ~stored
-        written = 0
+        written = Written()
         if new.any():
-            written += self._insert_new(batch.subset(new) if stored.any() else batch,
-                                        vectors[new], spec, window_days)
-        if self._replace and stored.any():
-            written += self._upsert(batch.subset(stored), vectors[stored], spec, window_days)
-        # With --skip-existing, keys another run stored meanwhile are left as they are.
-        self._check(written, len(batch) if self._replace else int(new.sum()), spec,
-                    at_most=not self._replace)
+            written.vectors += self._insert_new(batch.subset(new) if stored.any() else batch,
+                                                vectors[new], spec, window_days)
+        if stored.any():
+            self._stage_encoded(batch.subset(stored), vectors[stored], spec, window_days)
+            if self._replace:
+                written.vectors += self._execute(queries.UPSERT, queries.REPLACE)
+            else:
+                self._execute(queries.VERIFY_UNFINGERPRINTED)
+                written.refreshed = self._execute(queries.UPSERT, queries.REFRESH_OUTDATED)
+                written.vectors += written.refreshed
+            self._conn.execute(queries.CLEAR_ENCODED)
+        # With --skip-existing, keys stored and current are left as they are.
+        self._check(written.vectors, len(batch), spec, at_most=not self._replace)
         return written
 
     def _insert_new(self, batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpec,
@@ -187,7 +206,11 @@ class EmbeddingWriter:
             with self._conn.transaction():
                 return self._copy_new(batch, vectors, spec, window_days)
         except (errors.UniqueViolation, errors.DeadlockDetected):
-            return self._upsert(batch, vectors, spec, window_days)
+            self._stage_encoded(batch, vectors, spec, window_days)
+            written = self._execute(queries.UPSERT,
+                                    queries.REPLACE if self._replace else queries.KEEP)
+            self._conn.execute(queries.CLEAR_ENCODED)
+            return written
 
     @staticmethod
     def _check(written: int, expected: int, spec: ModelSpec, at_most: bool = False) -> None:
@@ -209,21 +232,20 @@ class EmbeddingWriter:
                 copy.write(PGCOPY_TRAILER)
             return cur.rowcount
 
-    def _upsert(self, batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpec,
-                window_days: int) -> int:
-        """Stored keys: replace them (or keep them, --skip-existing), one writer per model at
-        a time. Callers take the models in sorted order (encode_and_store), so two runs
-        never wait on each other's locks in a cycle."""
+    def _stage_encoded(self, batch: StagedWindows, vectors: NDArray[np.float32],
+                       spec: ModelSpec, window_days: int) -> None:
+        """Keys to upsert go to a temporary table first, one writer per model at a time.
+        Callers take the models in sorted order (encode_and_store), so two runs never wait
+        on each other's locks in a cycle."""
         self._conn.execute(queries.MODEL_WRITE_LOCK, (queries.LOCK_NAMESPACE, spec.model_id))
         self._copy_into(sql.Identifier("encoded_embeddings"),
                         copy_rows(batch, vectors, spec, window_days, self._run_id))
+
+    def _execute(self, statement: str, on_conflict: str = "") -> int:
         with self._conn.cursor() as cur:
-            cur.execute(sql.SQL(queries.UPSERT).format(
-                embeddings=self._embeddings,
-                on_conflict=sql.SQL(queries.REPLACE if self._replace else queries.KEEP)))
-            written = cur.rowcount
-            cur.execute(queries.CLEAR_ENCODED)
-        return written
+            cur.execute(sql.SQL(statement).format(embeddings=self._embeddings,
+                                                  on_conflict=sql.SQL(on_conflict)))
+            return cur.rowcount
 
 
 # autovacuum's default analyze threshold: a table is re-analyzed once this share changed

@@ -19,6 +19,7 @@ from psycopg import sql
 
 from prometheus.numeric import queries
 from prometheus.numeric.errors import PipelineError
+from prometheus.numeric.fingerprints import window_inputs
 from prometheus.numeric.run_request import BATCH_WINDOWS
 
 PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -44,7 +45,7 @@ BOUNDS_ROW = _fields(("window_seq", ">i8"), ("selection_rank", ">i4"),
                      ("is_stale", "u1"), ("stored_models", ">i8"))
 HISTORY_ROW = _fields(("selection_rank", ">i4"), ("valid_row_number", ">i8"),
                       ("trade_date", ">i4"), ("close", ">f8"), ("volume", ">f8"),
-                      ("log_return", ">f8"))
+                      ("log_return", ">f8"), ("row_hash", ">i8"), ("previous_close", ">f8"))
 PG_EPOCH = np.datetime64("2000-01-01", "D")
 NO_TRADING_DAYS = np.iinfo(np.int32).min  # trading_days_after_end unknown (no market)
 
@@ -52,10 +53,13 @@ NO_TRADING_DAYS = np.iinfo(np.int32).min  # trading_days_after_end unknown (no m
 @dataclass(frozen=True)
 class StagedWindows:
     """Which windows a batch holds: their BOUNDS_ROW (keys, and what window_spec says of
-    each) and the instrument ids by selection_rank. All the writer needs."""
+    each), the instrument ids by selection_rank, and what their inputs fingerprint sums
+    (fingerprints.py): all the writer needs."""
 
     bounds: np.ndarray
     instrument_ids: dict[int, str]  # selection_rank -> instrument_id
+    rows_hash: NDArray[np.int64]  # per window: the wrapped sum of its rows' row_hash
+    previous_close: NDArray[np.float64]  # per window: the close before its first row
 
     @property
     def window_seqs(self) -> NDArray[np.int64]:
@@ -65,7 +69,8 @@ class StagedWindows:
         return int(self.bounds.shape[0])
 
     def subset(self, mask: NDArray[np.bool_]) -> StagedWindows:
-        return StagedWindows(self.bounds[mask], self.instrument_ids)
+        return StagedWindows(self.bounds[mask], self.instrument_ids, self.rows_hash[mask],
+                             self.previous_close[mask])
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,11 @@ def gather_windows(bounds: np.ndarray, history: np.ndarray, window_days: int,
     features[:, :, 1] = history["volume"][index]
     features[:, :, 2] = history["log_return"][index]
     features[:, :, 2][np.arange(window_days)[None, :] < filled[:, None]] = 0.0  # filled rows
-    return WindowBatch(StagedWindows(bounds, instrument_ids or {}), features)
+    rows_hash, previous_close = window_inputs(history["row_hash"].astype(np.int64),
+                                              history["previous_close"].astype(np.float64),
+                                              start, window_days - filled)
+    return WindowBatch(StagedWindows(bounds, instrument_ids or {}, rows_hash, previous_close),
+                       features)
 
 
 def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relation: str,

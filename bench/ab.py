@@ -1,0 +1,187 @@
+"""Interleaved A/B of two checkouts' `make bench`, on one server.
+
+    python -m bench.ab --a ../before --b . --runs 3 [--bench-args="--million"]
+        [--a-args="..."] [--b-args="--steps range,encode-write"] [--label-map map.json]
+
+Runs each checkout's OWN `make bench` (its harness, its venv, its dbt project) alternately
+A, B, A, B, ..., A in database <prefix>_a and B in <prefix>_b, with the same libpq variables
+(the server this process reaches: run it after `eval "$(make -s env)"` or with PG* set), so a
+busy moment of the machine falls on both sides alike. After each run it reads the newest
+bench-results/bench-*.json of that checkout, then prints medians and individual values of
+the figures both sides report, matched by label, and writes them to bench-results/ab-*.md.
+
+--bench-args go to both sides, --a-args / --b-args to one (an older harness may not know
+--steps); write them with `=` (--b-args="--steps range"), or argparse takes the value for
+an option of its own. --no-docs is added for a harness that knows it (its bench/*.py
+mention it), so neither checkout's docs/performance.md changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from bench.ab_table import SideRuns, load_label_map, markdown, read_run
+from bench.docs import git_commit, machine
+from bench.settings import PROJECT_DIR
+
+# Variables that would tie a child to the checkout this runs from, not its own.
+CHECKOUT_VARIABLES = ("VIRTUAL_ENV", "DBT_PROFILES_DIR", "DBT_TARGET_PATH",
+                      "PROMETHEUS_PROJECT_DIR", "PYTHONPATH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+
+
+def say(message: str) -> None:
+    print(f"ab: {message}", file=sys.stderr, flush=True)
+
+
+def same_server_env() -> tuple[dict[str, str], str]:
+    """The environment both sides get: the PG* variables of the server libpq reaches from
+    here, spelled out (so neither checkout's `make env` starts its private cluster), without
+    this checkout's venv and dbt settings. Also the server's version and address."""
+    with psycopg.connect(autocommit=True) as conn:
+        row = conn.execute("show server_version").fetchone()
+        info = conn.info
+        server = f"PostgreSQL {row[0] if row else '?'} at {info.host}:{info.port}"
+        values = {"PGHOST": info.host, "PGPORT": str(info.port), "PGUSER": info.user,
+                  "PGDATABASE": info.dbname}
+        if info.password:
+            values["PGPASSWORD"] = info.password
+    env = {name: value for name, value in os.environ.items() if name not in CHECKOUT_VARIABLES}
+    venv_bin = os.path.join(os.environ.get("VIRTUAL_ENV", "/nonexistent"), "bin")
+    env["PATH"] = os.pathsep.join(part for part in env.get("PATH", "").split(os.pathsep)
+                                  if part and os.path.normpath(part) != venv_bin)
+    env.update(values)
+    return env, server
+
+
+def knows(checkout: Path, option: str) -> bool:
+    return any(option in path.read_text(errors="replace")
+               for path in (checkout / "bench").glob("*.py"))
+
+
+def newest_result(checkout: Path, since: float) -> Path | None:
+    results = [path for path in (checkout / "bench-results").glob("bench-*.json")
+               if path.stat().st_mtime >= since]
+    return max(results, key=lambda path: path.stat().st_mtime, default=None)
+
+
+def run_once(side: SideRuns, bench_args: list[str], env: dict[str, str], log_path: Path,
+             timeout: float, label_map: dict[str, str], number: int) -> None:
+    command = ["make", "-C", str(side.checkout), "bench", f"BENCH_ARGS={shlex.join(bench_args)}"]
+    say(f"{side.name} run {number}: {shlex.join(command)} (log {log_path})")
+    started_wall, started = time.time(), time.monotonic()
+    with log_path.open("w") as log:
+        log.write(f"$ {shlex.join(command)}\n")
+        log.flush()
+        # Its own session, so a timeout ends the whole make -> python -> CLI tree.
+        child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        try:
+            returncode = child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            returncode = child.wait()
+            say(f"{side.name} run {number}: killed after {timeout:.0f} s")
+    seconds = time.monotonic() - started
+    result = newest_result(side.checkout, started_wall)
+    say(f"{side.name} run {number}: exit {returncode} in {seconds:.0f} s, "
+        f"results {result or 'none'}")
+    if result is None:
+        side.failures.append(f"{side.name} run {number}: exit {returncode}, no bench-results "
+                             f"JSON; see {log_path}")
+        return
+    try:
+        read_run(result, label_map, side)
+    except (ValueError, KeyError, TypeError) as exc:
+        side.failures.append(f"{side.name} run {number}: unreadable {result}: {exc}")
+
+
+def drop_databases(names: list[str]) -> None:
+    with psycopg.connect(autocommit=True) as conn:
+        for name in names:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(
+                sql.Identifier(name)))
+    say(f"dropped {', '.join(names)}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--a", type=Path, required=True, help="checkout A (the before)")
+    parser.add_argument("--b", type=Path, required=True, help="checkout B (the after)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
+    parser.add_argument("--bench-args", default="", help="make bench args for both sides")
+    parser.add_argument("--a-args", default="", help="make bench args for A only")
+    parser.add_argument("--b-args", default="", help="make bench args for B only")
+    parser.add_argument("--label-map", type=Path,
+                        help='JSON {"label as reported": "label to compare under"}, both sides')
+    parser.add_argument("--database-prefix", default="prometheus_bench",
+                        help="A uses <prefix>_a, B <prefix>_b (default prometheus_bench)")
+    parser.add_argument("--keep-databases", action="store_true",
+                        help="leave both bench databases (default: dropped at the end)")
+    parser.add_argument("--timeout", type=float, default=4 * 3600,
+                        help="kill one side's run after this many seconds (default 14400)")
+    parser.add_argument("--out-dir", type=Path, default=PROJECT_DIR / "bench-results")
+    args = parser.parse_args(argv)
+    for name in ("a", "b"):
+        checkout = getattr(args, name).resolve()
+        if not (checkout / "Makefile").exists() or not (checkout / "bench").is_dir():
+            parser.error(f"--{name} {checkout}: not a checkout with a Makefile and bench/")
+        setattr(args, name, checkout)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    label_map = load_label_map(args.label_map)
+    env, server = same_server_env()
+    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    log_dir = args.out_dir / f"ab-{stamp}-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    sides: list[tuple[SideRuns, list[str]]] = []
+    for name, checkout, own in (("A", args.a, args.a_args), ("B", args.b, args.b_args)):
+        database = f"{args.database_prefix}_{name.lower()}"
+        bench_args = ["--database", database, *(["--no-docs"] if knows(checkout, "--no-docs")
+                                                else []),
+                      *shlex.split(args.bench_args), *shlex.split(own)]
+        sides.append((SideRuns(name, checkout, git_commit(checkout), shlex.join(bench_args)),
+                      bench_args))
+    say(f"{server}; {args.runs} runs per side, interleaved; logs in {log_dir}")
+    try:
+        for number in range(1, args.runs + 1):
+            for side, bench_args in sides:
+                run_once(side, bench_args, env, log_dir / f"{side.name}{number}.log",
+                         args.timeout, label_map, number)
+    finally:
+        if not args.keep_databases:
+            drop_databases([f"{args.database_prefix}_a", f"{args.database_prefix}_b"])
+    (a, _), (b, _) = sides
+    title = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    table = markdown(a, b, server, machine(), title)
+    out = args.out_dir / f"ab-{stamp}.md"
+    out.write_text(table)
+    (args.out_dir / f"ab-{stamp}.json").write_text(json.dumps(
+        {"server": server, "label_map": label_map,
+         **{side.name: {"checkout": str(side.checkout), "commit": side.commit,
+                        "args": side.args, "runs": side.runs, "failures": side.failures}
+            for side, _ in sides}}, indent=2) + "\n")
+    print(table)
+    say(f"wrote {out}")
+    return 0 if a.runs and b.runs else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
