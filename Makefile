@@ -70,7 +70,9 @@ demo: install
 	dbt test --quiet && echo "dbt test: all tests passed" && \
 	psql -X -c "$(ACCEPTANCE_QUERY)"
 
-# `make bench BENCH_ARGS=--million` adds the 1,000,000-window peak-RSS run.
+# `make bench` writes bench-results/ and the last-run section of docs/performance.md.
+# BENCH_ARGS: --million (adds the 1,000,000-window peak-RSS run), --steps a,b (a subset),
+# --no-docs, --help (every option and step). Two checkouts: python -m bench.ab --help.
 bench: install
 	@$(WITH_DB) export PATH="$(BIN):$$PATH" && python -m bench.run_bench $(BENCH_ARGS)
 

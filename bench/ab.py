@@ -107,12 +107,23 @@ def run_once(side: SideRuns, bench_args: list[str], env: dict[str, str], log_pat
         side.failures.append(f"{side.name} run {number}: unreadable {result}: {exc}")
 
 
-def drop_databases(names: list[str]) -> None:
-    with psycopg.connect(autocommit=True) as conn:
-        for name in names:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(
-                sql.Identifier(name)))
-    say(f"dropped {', '.join(names)}")
+def drop_databases(names: list[str], attempts: int = 5) -> None:
+    """Best effort, a few tries: a server restarting (a test suite that stops and starts
+    the private cluster) must not cost the table; the names are said when it fails."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with psycopg.connect(autocommit=True) as conn:
+                for name in names:
+                    conn.execute(sql.SQL("drop database if exists {} with (force)").format(
+                        sql.Identifier(name)))
+            say(f"dropped {', '.join(names)}")
+            return
+        except psycopg.Error as exc:
+            text = " ".join(str(exc).split())
+            if attempt == attempts:
+                say(f"could not drop {', '.join(names)} ({text}); drop them by hand")
+                return
+            time.sleep(5)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

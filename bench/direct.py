@@ -60,10 +60,12 @@ def _progress(label: str, done: int, started: float) -> None:
 class _BenchProgress(Progress):
     """The CLI's progress object, reporting as the bench's other in-process steps do."""
 
+    printed_at = float("-inf")  # the first batch is always printed
+
     def advance(self, count: int) -> None:
         self.done += count
-        if time.monotonic() - self.last_log >= PROGRESS_EVERY_SECONDS:
-            self.last_log = time.monotonic()
+        if time.monotonic() - self.printed_at >= PROGRESS_EVERY_SECONDS:
+            self.printed_at = time.monotonic()
             _progress("encode+write", self.done, self.started)
 
 

@@ -19,16 +19,16 @@ import datetime as dt
 import shlex
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 
 from bench import steps
-from bench.context import STEP_ERRORS, BenchContext, first_line, stamp_now, step
+from bench.context import BenchContext, first_line, stamp_now, step
 from bench.docs import git_commit, last_run_section, machine, rewrite_last_run, server_version
 from bench.report import Report
 from bench.settings import parse_args
 from bench.steps_cli import RANGE
 from bench.steps_direct import CEILING, ENCODE_WRITE, ORIGINAL
-from prometheus.numeric.errors import PipelineError
 
 # Plain ratios of figures measured in the same run (the figures of one run share the
 # machine's mood; across runs, compare with bench/ab.py).
@@ -46,9 +46,10 @@ def run_steps(ctx: BenchContext, selected: list[steps.Step]) -> None:
         started = time.monotonic()
         try:
             entry.run(ctx)
-        except (*STEP_ERRORS, PipelineError, OSError) as exc:
+        except Exception as exc:
             # One broken step (the package's API changed under it, say) costs its figures,
-            # not the run: the others are still measured and reported.
+            # not the run: the others are still measured and reported, the traceback shown.
+            traceback.print_exc(file=sys.stderr)
             ctx.report.add(f"step {entry.name}", None, "", f"failed: {first_line(exc)}")
             step(f"step {entry.name} failed: {first_line(exc)}")
         step(f"step {entry.name} done in {time.monotonic() - started:.1f} s")

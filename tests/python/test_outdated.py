@@ -202,3 +202,24 @@ def test_a_model_whose_encoding_changed_is_outdated(scratch_db: Database,
     assert result.summary()["vectors"] == "4"
     assert db.value("select count(*) from analytics.outdated_embeddings") == 0
     assert db.value("select count(*) from numeric_window_embedding_changes") == 0
+
+
+def test_every_fingerprint_is_what_sql_computes_from_the_daily_returns(
+        demo_db: Database, original_run) -> None:
+    """The encoder's fingerprints (numpy) and outdated_embeddings' (SQL) agree on every
+    vector of the original command: with a change recorded before all of them, none is
+    listed."""
+    with demo_db.connect() as conn, conn.transaction():
+        conn.execute("insert into numeric_window_embedding_changes"
+                     " (reason, instrument_id, first_changed_date)"
+                     " select 'prices_changed', entity_id, '2000-01-01'"
+                     " from numeric_window_embeddings where model_id = %s"
+                     " and as_of_date = '2025-01-31'", (MODEL,))
+        checked = conn.execute(
+            "select count(distinct embedding_id) from numeric_window_embeddings"
+            " where model_id = %s and as_of_date = '2025-01-31'"
+            " and window_spec ? 'inputs_fingerprint'", (MODEL,)).fetchone()[0]
+        listed = conn.execute("select count(*) from analytics.outdated_embeddings"
+                              ).fetchone()[0]
+        conn.execute("delete from numeric_window_embedding_changes")
+    assert checked == 496 and listed == 0

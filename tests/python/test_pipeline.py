@@ -68,12 +68,12 @@ def check_against_reference(db: Database, model_id: str, dim: int | None, window
 
 
 # window_spec as the staged window says it, built in SQL independently of the writer (which
-# renders the JSON text with numpy).
+# renders the JSON text with numpy); the inputs fingerprint is checked in test_outdated.py.
 EXPECTED_WINDOW_SPECS = """
 select
     stored.entity_id,
     stored.as_of_date,
-    stored.window_spec,
+    stored.window_spec - 'inputs_fingerprint',
     jsonb_build_object(
         'window_days', windows.window_days, 'entity_type', 'INSTRUMENT',
         'features', '["close", "volume", "log_return"]'::jsonb,

@@ -47,6 +47,8 @@ def _manual_analyzes(db: Database, table: str) -> int:
 
 def test_staging_analyzes_numeric_windows_after_large_runs_only(small_db: Database) -> None:
     with small_db.dbt_runner() as dbt:
+        dbt.invoke(["seed"])  # the registry, which staging reads
+
         def stage(run_id: str, limit: int) -> None:
             # run_in_flight: the runs' rows stay (no run finishes), so the table grows.
             dbt.invoke(["run", "--select", "+numeric_windows"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import struct
 
 import numpy as np
 
@@ -30,7 +31,9 @@ def batch_of_two() -> StagedWindows:
     bounds["rows_rejected"] = [0, 12345]
     bounds["trading_days_after_end"] = [0, NO_TRADING_DAYS]
     bounds["is_stale"] = [0, 1]
-    return StagedWindows(bounds, {1: "US_EQ_0001", 2: "ÉU_7"})
+    return StagedWindows(bounds, {1: "US_EQ_0001", 2: "ÉU_7"},
+                         np.array([-2, 0x0123456789ABCDEF], dtype=np.int64),
+                         np.array([101.25, np.nan]))
 
 
 def test_json_ints_are_fixed_width_numbers_and_null() -> None:
@@ -50,7 +53,12 @@ def test_window_specs_decode_to_the_staged_values() -> None:
         "start_date": "2024-11-12", "end_date": "2025-01-15", "last_trade_date": "2025-01-15",
         "rows_observed": 2, "rows_filled": 1, "rows_rejected": 12345,
         "trading_days_after_end": None, "is_stale": True, "min_rows": 2, "lookback_days": 9,
+        # PostgreSQL's NaN (float8send) is 7ff8000000000000, as numpy's.
+        "inputs_fingerprint": "v1/pad_to_dim/384/3/0123456789abcdef/7ff8000000000000",
     }
+    assert decoded[0]["inputs_fingerprint"] == (
+        "v1/pad_to_dim/384/3/" + struct.pack(">q", -2).hex() + "/"
+        + struct.pack(">d", 101.25).hex())
     assert decoded[0]["is_stale"] is False and decoded[0]["trading_days_after_end"] == 0
 
 
