@@ -42,7 +42,7 @@ help:
 $(INSTALLED): python/pyproject.toml
 	@$(PYTHON) -m venv $(VENV) >&2
 	@$(BIN)/pip install --quiet --upgrade pip >&2
-	@$(BIN)/pip install --quiet -e 'python[dev]' >&2
+	@$(BIN)/pip install --quiet -e 'python[dev,server]' >&2
 	@touch $@
 
 $(PROFILES_DIR)/profiles.yml: profiles.example.yml
