@@ -1,5 +1,5 @@
-"""Fixtures: a real PostgreSQL (the project's private cluster, or the server the libpq
-variables name), one fresh database per test session, the demo market loaded into it."""
+"""Fixtures: a real PostgreSQL (the project's private cluster, through its Unix socket),
+one fresh database per test session, the demo market loaded into it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from prometheus.numeric.demo_data import MarketShape, load_demo
-from prometheus.numeric.pgcluster import ensure_server
+from prometheus.numeric.pgcluster import PrivateCluster
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ORIGINAL_COMMAND = [
@@ -58,7 +58,7 @@ class Database:
 
 
 def _server_env(tmp_profiles: Path) -> dict[str, str]:
-    connection = ensure_server(PROJECT_DIR)
+    connection = PrivateCluster(PROJECT_DIR).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DBT_"))}
     env.update(connection.environ())
     profiles = tmp_profiles / "profiles.yml"

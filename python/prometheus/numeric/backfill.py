@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from prometheus.numeric.connection import use_resolved_server
 from prometheus.numeric.dbt_runner import (
     PROJECT_NAME,
     DbtRunner,
@@ -32,7 +33,6 @@ from prometheus.numeric.deployment import (
 )
 from prometheus.numeric.encoders import encode
 from prometheus.numeric.errors import PipelineError
-from prometheus.numeric.pgcluster import use_server
 from prometheus.numeric.prefetch import prefetch
 from prometheus.numeric.progress import Progress
 from prometheus.numeric.registry import ModelSpec, load_registry, resolve_models
@@ -263,7 +263,7 @@ class Backfill:
 
     def run(self) -> BackfillSummary:
         started = time.monotonic()
-        use_server(self.project_dir)
+        use_resolved_server()
         dbt = DbtRunner(self.project_dir, find_profiles_dir(self.project_dir))
         run_id = new_run_id()
         summary = BackfillSummary(run_id=run_id, models=[s.model_id for s in self.specs])

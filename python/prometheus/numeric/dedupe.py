@@ -11,8 +11,8 @@ import sys
 import psycopg
 from psycopg import sql
 
+from prometheus.numeric.connection import use_resolved_server
 from prometheus.numeric.errors import PipelineError
-from prometheus.numeric.pgcluster import use_server
 
 # Newest = latest created_at, then highest embedding_id (the later insert).
 RANKED = """
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="delete the older duplicates (without it: only count them)")
     args = parser.parse_args(argv)
     try:
-        use_server()
+        use_resolved_server()
         with psycopg.connect(autocommit=True) as conn:
             count = dedupe(conn, args.schema, args.apply)
     except (PipelineError, psycopg.Error) as exc:

@@ -21,8 +21,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from prometheus.numeric.connection import use_resolved_server
 from prometheus.numeric.errors import PipelineError
-from prometheus.numeric.pgcluster import use_server
 
 SOURCE_DDL = """
 create schema if not exists {schema};
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     own.add_argument("--prices-csv", type=Path)
     args = parser.parse_args(argv)
     try:
-        use_server()
+        use_resolved_server()
         with psycopg.connect(autocommit=True) as conn:
             if args.command == "load":
                 shape = MarketShape(args.instruments, args.start_date, args.end_date)

@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from prometheus.numeric.backfill import EMBEDDINGS_SOURCE
+from prometheus.numeric.connection import use_resolved_server
 from prometheus.numeric.dbt_runner import (
     PROJECT_NAME,
     DbtRunner,
@@ -27,7 +28,6 @@ from prometheus.numeric.dbt_runner import (
     find_project_dir,
 )
 from prometheus.numeric.errors import PipelineError
-from prometheus.numeric.pgcluster import use_server
 from prometheus.numeric.report_data import (
     CoverageSeries,
     InstrumentWindow,
@@ -122,7 +122,7 @@ def write_report(model_id: str, start_date: dt.date, end_date: dt.date, instrume
                                                                          InstrumentWindow]:
     """Reads the data, draws it and writes the PNG; returns what was drawn."""
     project = find_project_dir(project_dir)
-    use_server(project)
+    use_resolved_server()
     dbt = DbtRunner(project, find_profiles_dir(project))
     with psycopg.connect(autocommit=True) as conn:
         coverage = read_coverage(conn, dbt.relation_name(COVERAGE_NODE), model_id,
