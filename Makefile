@@ -85,7 +85,7 @@ SMOKE_DATABASE := prometheus_smoke
 SMOKE_EXPECTED := INSTRUMENT|num-stab-core-v1|496|1536|1536
 smoke: install
 	@$(WITH_DB) export PATH="$(BIN):$$PATH" && \
-	psql -X -q -d postgres -v ON_ERROR_STOP=1 \
+	psql -X -q -d postgres -v ON_ERROR_STOP=1 -c "set client_min_messages = warning" \
 		-c "drop database if exists $(SMOKE_DATABASE) with (force)" \
 		-c "create database $(SMOKE_DATABASE)" && \
 	export PGDATABASE=$(SMOKE_DATABASE) && \
