@@ -121,7 +121,8 @@ class PrivateCluster:
 
     # -- files and folders, handled as the server's account --------------------------------
     def _folder(self, folder: Path, create: bool = True) -> bool:
-        """`folder` exists, is the account's and is closed to others (made so if new)."""
+        """Whether `folder` exists as the account's own, closed to others: a folder the
+        caller made (or `create`s now) is handed to the account, any other owner's is not."""
         if create:
             folder.mkdir(mode=0o700, exist_ok=True)
         try:
@@ -140,7 +141,8 @@ class PrivateCluster:
         return True
 
     def _write(self, path: Path, text: str, append: bool = False) -> None:
-        """Written by the account itself: root never writes through a link it planted."""
+        """Written by the account itself, so that root never writes through a symbolic
+        link the account could have planted in its own folders."""
         command = 'cat >> "$1"' if append else 'cat > "$1"'
         run_as(self.account, ["/bin/sh", "-c", command, "sh", str(path)], stdin=text)
 
