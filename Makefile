@@ -114,7 +114,7 @@ lint: install
 
 test: install lint
 	@$(WITH_DB) export PATH="$(BIN):$$PATH" && \
-	rc=0 && pytest tests/python -p no:cacheprovider -q -rs || rc=$$?; \
+	rc=0 && pytest tests/python -p no:cacheprovider -q -rs -n 2 --dist loadfile || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
 

@@ -1,5 +1,6 @@
 """Fixtures: a real PostgreSQL (the project's private cluster, through its Unix socket),
 databases copied from templates built once per session, and the CLI and dbt run in this
+process.
 
 Templates: `demo` holds the demo market with the project deployed (views, seed, daily
 returns) and nothing staged or stored; `small` holds a smaller market, not deployed. A test
