@@ -45,14 +45,15 @@ def say(message: str) -> None:
     print(f"ab: {message}", file=sys.stderr, flush=True)
 
 
-def same_server_env() -> tuple[dict[str, str], str]:
+def same_server_env() -> tuple[dict[str, str], str, str]:
     """The environment both sides get: the PG* variables of the server libpq reaches from
     here, spelled out (so neither checkout's `make env` starts its private cluster), without
-    this checkout's venv and dbt settings. Also the server's version and address."""
+    this checkout's venv and dbt settings. Also the server's version, and its address."""
     with psycopg.connect(autocommit=True) as conn:
         row = conn.execute("show server_version").fetchone()
         info = conn.info
-        server = f"PostgreSQL {row[0] if row else '?'} at {info.host}:{info.port}"
+        server = f"PostgreSQL {row[0] if row else '?'}"
+        address = f"{info.host}:{info.port}"
         values = {"PGHOST": info.host, "PGPORT": str(info.port), "PGUSER": info.user,
                   "PGDATABASE": info.dbname}
         if info.password:
@@ -62,7 +63,7 @@ def same_server_env() -> tuple[dict[str, str], str]:
     env["PATH"] = os.pathsep.join(part for part in env.get("PATH", "").split(os.pathsep)
                                   if part and os.path.normpath(part) != venv_bin)
     env.update(values)
-    return env, server
+    return env, server, address
 
 
 def knows(checkout: Path, option: str) -> bool:
@@ -158,7 +159,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     label_map = load_label_map(args.label_map)
-    env, server = same_server_env()
+    env, server, address = same_server_env()
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     log_dir = args.out_dir / f"ab-{stamp}-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                       *shlex.split(args.bench_args), *shlex.split(own)]
         sides.append((SideRuns(name, checkout, git_commit(checkout), shlex.join(bench_args)),
                       bench_args))
-    say(f"{server}; {args.runs} runs per side, interleaved; logs in {log_dir}")
+    say(f"{server} at {address}; {args.runs} runs per side, interleaved; logs in {log_dir}")
     try:
         for number in range(1, args.runs + 1):
             for side, bench_args in sides:
@@ -181,11 +182,11 @@ def main(argv: list[str] | None = None) -> int:
             drop_databases([f"{args.database_prefix}_a", f"{args.database_prefix}_b"])
     (a, _), (b, _) = sides
     title = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    table = markdown(a, b, server, machine(), title)
+    table = markdown(a, b, server, address, machine(), title)
     out = args.out_dir / f"ab-{stamp}.md"
     out.write_text(table)
     (args.out_dir / f"ab-{stamp}.json").write_text(json.dumps(
-        {"server": server, "label_map": label_map,
+        {"server": server, "address": address, "label_map": label_map,
          **{side.name: {"checkout": str(side.checkout), "commit": side.commit,
                         "args": side.args, "runs": side.runs, "failures": side.failures}
             for side, _ in sides}}, indent=2) + "\n")

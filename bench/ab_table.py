@@ -73,15 +73,17 @@ def _runs(values: list[float | None]) -> str:
     return ", ".join(format_value(value) for value in values)
 
 
-def markdown(a: SideRuns, b: SideRuns, server: str, machine: str, title: str) -> str:
-    """The comparison: every label both sides report, in B's order (then A's)."""
+def markdown(a: SideRuns, b: SideRuns, server: str, address: str, machine: str,
+             title: str) -> str:
+    """The comparison: every label both sides report, in B's order."""
     a_labels, b_labels = a.labels(), b.labels()
     common = [label for label in b_labels if label in a_labels]
     lines = [
         f"### A/B on {server}: {title}",
         "",
-        f"{machine}; {len(a.runs)} A and {len(b.runs)} B runs with results, interleaved "
-        "A, B, A, B, ... on the same server, each side its own database, harness and venv.",
+        f"{machine}; server at {address}; {len(a.runs)} A and {len(b.runs)} B runs with "
+        "results, interleaved A, B, A, B, ... on that server, each side its own database, "
+        "harness and venv.",
         "",
         f"- A: `{a.checkout}` at `{a.commit}`, bench args `{a.args}`",
         f"- B: `{b.checkout}` at `{b.commit}`, bench args `{b.args}`",

@@ -67,7 +67,8 @@ def git_commit(checkout: Path = PROJECT_DIR) -> str:
     changed = git("status", "--porcelain", "--", ".", f":(exclude){docs}",
                   ":(exclude)bench-results")
     count = len(changed.splitlines())
-    return commit + (f" + uncommitted changes in {count} files" if count else "")
+    files = "file" if count == 1 else "files"
+    return commit + (f" + uncommitted changes in {count} {files}" if count else "")
 
 
 def last_run_section(report: Report, command: str, results: Path) -> str:
