@@ -34,9 +34,9 @@ begin
         created_at timestamptz not null default now()
     );
     -- A row (1536-byte vector and its window_spec) is over the 2 kB TOAST threshold, so
-    -- every row is compressed (the zero padding halves it). lz4 does that several times
-    -- faster than the default pglz, to the same size: one binary COPY of 300,000 rows took
-    -- 7.5-9.6 s instead of 10-13.4 s. Only a table created here; a server without lz4 keeps pglz.
+    -- every row is compressed (the zero padding halves it). lz4 compresses faster than the
+    -- default pglz, to the same size, so the binary COPY of a backfill writes faster (see
+    -- docs/performance.md). Only a table created here; a server without lz4 keeps pglz.
     if not table_existed and exists (
         select 1
         from pg_settings

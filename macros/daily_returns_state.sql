@@ -261,11 +261,10 @@ select 1
 
 
 {#
-  The sorts of a large staging run (1.1 million window events for 500 instruments x 3
-  years) spill to disk under PostgreSQL's default work_mem (4MB); in memory the run's
-  numeric_windows took 8.4 s instead of 11.6 s. JIT off: per-instrument index probes look
-  costly to the planner, which then spent 0.35 s compiling a query that runs in 0.04 s.
-  Transaction-local: both end with the model.
+  The sorts of a large staging run (a range of many instruments and dates) spill to disk
+  under PostgreSQL's default work_mem (4MB); in memory they do not. JIT off: per-instrument
+  index probes look costly to the planner, which then spends longer compiling the query
+  than running it. Transaction-local: both end with the model.
 #}
 {% macro set_staging_settings() -%}
     {%- set work_mem = var('staging_work_mem', '256MB') -%}

@@ -3,7 +3,8 @@
   built), or when rows_written_sql (a SQL count of the rows this run wrote) is a tenth of
   the rows the statistics know or more: autovacuum's own threshold, applied now, so the
   statements that read those rows next (the encoder, the run's tests, the next run's
-  staging) are planned on them. Skipped otherwise (about 0.15 s a run saved). The CLI does
+  staging) are planned on them. Skipped otherwise: a small append barely moves the
+  statistics, and analyzing on every run would cost every run its sampling. The CLI does
   the same for the embeddings table, which Python writes (store.refresh_statistics).
   pg_stats (not pg_statistic, superuser-only) so an ordinary role can run it.
 #}

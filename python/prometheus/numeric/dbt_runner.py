@@ -55,7 +55,7 @@ class DbtRunner:
             "--profiles-dir", str(self.profiles_dir),
             "--log-level", "none",  # our logger reports node statuses on stderr
             # dbt.log keeps each node's start, end and error; its debug lines (every SQL
-            # statement) cost about 0.06 s per invocation, so they are left out.
+            # statement) slow every invocation down, so they are left out.
             "--log-level-file", os.environ.get("DBT_LOG_LEVEL_FILE", "info"),
             "--log-path", str(self.project_dir / "logs"),
             # dbt's own DBT_TARGET_PATH, when set, as for `dbt` by hand.
