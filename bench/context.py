@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -88,7 +90,8 @@ class BenchContext:
     def relations(self) -> Relations:
         """dbt's names of the run's relations (parsed in this process, once)."""
         project_dir = find_project_dir(PROJECT_DIR)
-        return Relations.of(DbtRunner(project_dir, find_profiles_dir(project_dir)))
+        with psycopg.connect(autocommit=True) as conn:
+            return Relations.of(DbtRunner(project_dir, find_profiles_dir(project_dir)), conn)
 
     @cached_property
     def cli_help(self) -> str:
@@ -105,7 +108,7 @@ class BenchContext:
 
     def truncate_embeddings(self) -> None:
         with psycopg.connect(autocommit=True) as conn:
-            conn.execute(sql.SQL("truncate {}").format(sql.SQL(self.relations.embeddings)))
+            conn.execute(sql.SQL("truncate {} cascade").format(sql.SQL(self.relations.embeddings)))
 
     # -- between measurements ------------------------------------------------------------
 
@@ -160,6 +163,25 @@ class BenchContext:
              f"max RSS {run.max_rss_mb:.0f} MB, {run.vectors():,} vectors")
         self.runs[name] = run
         return run
+
+    def cli_dbt(self, name: str, args: list[str]) -> float | None:
+        """One dbt command as a process (settled first): its wall seconds, None if it failed
+        (the failure is noted)."""
+        self.settle()
+        before = os.getloadavg()[0]
+        started = time.monotonic()
+        result = subprocess.run([str(Path(sys.executable).parent / "dbt"), *args],
+                                cwd=PROJECT_DIR, env=self.env, capture_output=True, text=True,
+                                timeout=self.s.cli_timeout)
+        seconds = time.monotonic() - started
+        self.record_load(f"dbt {name}", before)
+        (self.log_dir / f"{name}.log").write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            self.report.notes.append(f"dbt {name} failed (exit {result.returncode}); log in "
+                                     f"{self.log_dir / (name + '.log')}")
+            return None
+        step(f"dbt {name}: {seconds:.1f} s")
+        return seconds
 
     def add_cli_figure(self, label: str, run: CliRun, rate: bool = True) -> None:
         """`<label>: wall` (and `<label>: rate` in windows/s) of a CLI run."""

@@ -41,9 +41,20 @@ def fresh_table(conn: psycopg.Connection, embeddings: str, name: str) -> str:
     """An empty copy of the embeddings table: columns, identity, unique key and indexes."""
     conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(BENCH_SCHEMA)))
     target = sql.Identifier(BENCH_SCHEMA, name)
-    conn.execute(sql.SQL("drop table if exists {}").format(target))
+    conn.execute(sql.SQL("drop table if exists {} cascade").format(target))
     conn.execute(sql.SQL("create table {} (like {} including all)").format(
         target, sql.SQL(embeddings)))
+    return target.as_string(conn)
+
+
+def fresh_vectors(conn: psycopg.Connection, vectors: str, embeddings: str, name: str) -> str:
+    """An empty copy of the pgvector companion, its rows deleted with embeddings' rows."""
+    target = sql.Identifier(BENCH_SCHEMA, name)
+    conn.execute(sql.SQL("drop table if exists {}").format(target))
+    conn.execute(sql.SQL("create table {} (like {} including all)").format(
+        target, sql.SQL(vectors)))
+    conn.execute(sql.SQL("alter table {} add foreign key (embedding_id) references {}"
+                         " (embedding_id) on delete cascade").format(target, sql.SQL(embeddings)))
     return target.as_string(conn)
 
 
@@ -70,7 +81,8 @@ class _BenchProgress(Progress):
 
 
 def encode_and_write(relations: Relations, target: str, run_id: str, specs: list[ModelSpec],
-                     window_days: int, windows: int) -> Throughput:
+                     window_days: int, windows: int, vectors_target: str | None = None
+                     ) -> Throughput:
     """The CLI's own encode+write step (backfill.encode_and_store) on the windows run_id
     staged, writing into target instead of the embeddings table: every key is new there, as
     in a first backfill."""
@@ -78,8 +90,11 @@ def encode_and_write(relations: Relations, target: str, run_id: str, specs: list
                               window_days=window_days)
     progress = _BenchProgress(run_id, windows * len(specs))
     started = time.monotonic()
-    written = encode_and_store(replace(relations, embeddings=target), run_id, specs, request,
-                               progress)
+    # The pgvector companion too, where the checkout has one (vectors_target).
+    targets = {"embeddings": target}
+    if hasattr(relations, "vectors"):
+        targets["vectors"] = vectors_target  # type: ignore[assignment]
+    written = encode_and_store(replace(relations, **targets), run_id, specs, request, progress)
     seconds = time.monotonic() - started
     # An int before store.Written (vectors, refreshed) existed: either is read.
     return Throughput(written if isinstance(written, int) else written.vectors, seconds)

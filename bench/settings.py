@@ -103,8 +103,9 @@ def parse_args(argv: Sequence[str] | None, step_help: str,
     if unknown or not steps:
         parser.error(f"--steps: unknown step {', '.join(unknown) or '(none given)'}; "
                      f"known: all, {', '.join(known_steps)}")
-    if args.million and "million" not in steps:
-        steps.append("million")
+    if args.million:  # the ~1M-vector store and the steps measured on it
+        steps += [name for name in ("million", "correction", "similar-windows")
+                  if name not in steps]
     if args.instruments < 1 or args.start_date > args.end_date \
             or args.market_start >= args.start_date or args.end_date > args.market_end:
         parser.error("need --instruments >= 1 and --market-start < --start-date <= "

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from bench import steps_cli, steps_direct
+from bench import steps_cli, steps_direct, steps_store
 from bench.context import BenchContext
 
 
@@ -50,6 +50,15 @@ STEPS: list[Step] = [
          "the range as two --shard workers in parallel", ("range",)),
     Step("million", steps_cli.million,
          "~1,000,000 windows in one CLI run, peak RSS (--million)", DEPLOYED, default=False),
+    Step("correction", steps_store.correction,
+         "3 instruments corrected in the ~1M store, --skip-existing re-run (--million)",
+         ("million",), default=False),
+    Step("similar-windows", steps_store.similar_windows,
+         "similar_windows (exact) over the ~1M store (--million)", ("million",),
+         default=False),
+    Step("hnsw", steps_store.hnsw,
+         "the HNSW index: build time, approximate query, recall (--million)", ("million",),
+         default=False),
 ]
 BY_NAME = {step.name: step for step in STEPS}
 

@@ -14,6 +14,7 @@ from bench.direct import (
     copy_ceiling,
     encode_and_write,
     fresh_table,
+    fresh_vectors,
     original_approach,
 )
 from bench.settings import MARKET_ID, MODEL_ID, PROJECT_DIR, WINDOW_DAYS
@@ -49,9 +50,14 @@ def encode_write(ctx: BenchContext) -> None:
             windows=sql.SQL(ctx.relations.windows), run_id=sql.Literal(run_id))).fetchone()
     windows = int(row[0]) if row else 0
     target = _fresh(ctx, "embeddings_encode_write")
+    vectors_target = None
+    if getattr(ctx.relations, "vectors", None):
+        with psycopg.connect(autocommit=True) as conn:
+            vectors_target = fresh_vectors(conn, ctx.relations.vectors, target,
+                                           "embeddings_encode_write_vectors")
     result = ctx.timed(f"(b) encode+write of the {windows:,} staged windows of (a)",
                        lambda: encode_and_write(ctx.relations, target, run_id, [_spec()],
-                                                WINDOW_DAYS, windows))
+                                                WINDOW_DAYS, windows, vectors_target))
     ctx.add_throughput(ENCODE_WRITE, result, "windows/s")
 
 

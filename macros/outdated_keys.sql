@@ -78,6 +78,14 @@
             3 * (candidates.window_spec ->> 'window_days')::integer as lookback_days,
             coalesce((candidates.window_spec ->> 'min_rows')::integer, 1) as min_rows,
             candidates.window_spec ->> 'inputs_fingerprint' as stored_fingerprint,
+            coalesce(
+                split_part(candidates.window_spec ->> 'inputs_fingerprint', '/', 2),
+                candidates.window_spec ->> 'encoder'
+            ) as stored_encoder,
+            coalesce(
+                split_part(candidates.window_spec ->> 'inputs_fingerprint', '/', 3),
+                candidates.window_spec ->> 'dim'
+            ) as stored_dim,
             registry.encoder,
             coalesce(registry.dim, 3 * (candidates.window_spec ->> 'window_days')::integer)
                 as dim
@@ -122,13 +130,9 @@
         window_days,
         case
             when rows_observed < min_rows then 'insufficient_history'
-            when encoder is null
-                or coalesce(split_part(stored_fingerprint, '/', 2), window_spec ->> 'encoder')
-                <> encoder
-                or coalesce(split_part(stored_fingerprint, '/', 3), window_spec ->> 'dim')
-                <> dim::text
+            when encoder is null or stored_encoder <> encoder or stored_dim <> dim::text
                 then 'model_changed'
-            when stored_fingerprint is distinct from current_fingerprint then 'prices_changed'
+            when (stored_fingerprint is distinct from current_fingerprint) then 'prices_changed'
         end as reason
 
     from fingerprinted

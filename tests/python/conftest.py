@@ -225,7 +225,8 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     shutil.rmtree(TARGETS, ignore_errors=True)
 
 
-def _session_database(server_env: dict[str, str], kind: str) -> Database:
+def session_database(server_env: dict[str, str], kind: str) -> Database:
+    """A database named for this test process (workers run side by side)."""
     return _database(server_env, Path(server_env["TEST_PROFILES_DIR"]),
                      f"pt_{kind}_{SESSION}")
 
@@ -233,7 +234,7 @@ def _session_database(server_env: dict[str, str], kind: str) -> Database:
 @pytest.fixture(scope="session")
 def demo_template(server_env: dict[str, str]) -> Iterator[Database]:
     """The demo market with the project deployed, nothing staged or stored."""
-    database = _session_database(server_env, "demo_template")
+    database = session_database(server_env, "demo_template")
     create_database(server_env, database.name)
     with database.connect() as conn:
         load_demo(conn, "public", MarketShape())
@@ -241,7 +242,7 @@ def demo_template(server_env: dict[str, str]) -> Iterator[Database]:
                                "--no-tests")
     assert deploy.returncode == 0, deploy.stderr
     with database.connect() as conn:
-        conn.execute("truncate numeric_window_embeddings, analytics.numeric_windows")
+        conn.execute("truncate numeric_window_embeddings, analytics.numeric_windows cascade")
         conn.execute("vacuum analyze")
     yield database
     drop_database(database)
@@ -250,7 +251,7 @@ def demo_template(server_env: dict[str, str]) -> Iterator[Database]:
 @pytest.fixture(scope="session")
 def small_template(server_env: dict[str, str]) -> Iterator[Database]:
     """SMALL_MARKET loaded, the project not deployed."""
-    database = _session_database(server_env, "small_template")
+    database = session_database(server_env, "small_template")
     create_database(server_env, database.name)
     with database.connect() as conn:
         load_demo(conn, "public", SMALL_MARKET)
@@ -261,7 +262,7 @@ def small_template(server_env: dict[str, str]) -> Iterator[Database]:
 @pytest.fixture(scope="session")
 def demo_db(server_env: dict[str, str], demo_template: Database) -> Iterator[Database]:
     """The demo market, deployed, shared by the tests that only add to it."""
-    database = _session_database(server_env, "demo")
+    database = session_database(server_env, "demo")
     create_database(server_env, database.name, demo_template.name)
     yield database
     drop_database(database)
@@ -278,7 +279,7 @@ def original_run(demo_db: Database) -> CliResult:
 @pytest.fixture()
 def scratch_db(server_env: dict[str, str], demo_template: Database) -> Iterator[Database]:
     """A fresh copy of the deployed demo market, for a test that changes it."""
-    database = _session_database(server_env, "scratch")
+    database = session_database(server_env, "scratch")
     create_database(server_env, database.name, demo_template.name)
     yield database
     drop_database(database)
@@ -287,7 +288,7 @@ def scratch_db(server_env: dict[str, str], demo_template: Database) -> Iterator[
 @pytest.fixture()
 def small_db(server_env: dict[str, str], small_template: Database) -> Iterator[Database]:
     """A fresh copy of SMALL_MARKET, not deployed."""
-    database = _session_database(server_env, "small")
+    database = session_database(server_env, "small")
     create_database(server_env, database.name, small_template.name)
     yield database
     drop_database(database)
@@ -295,7 +296,7 @@ def small_db(server_env: dict[str, str], small_template: Database) -> Iterator[D
 
 @pytest.fixture()
 def empty_db(server_env: dict[str, str]) -> Iterator[Database]:
-    database = _session_database(server_env, "empty")
+    database = session_database(server_env, "empty")
     create_database(server_env, database.name)
     yield database
     drop_database(database)

@@ -4,6 +4,7 @@ the analyses compile and run."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from pathlib import Path
@@ -99,7 +100,8 @@ def test_analyses_compile_and_answer(docs: dict[str, Any], demo_db: Database) ->
     queries = {path.stem: path.read_text() for path in compiled.glob("*.sql")}
     assert set(queries) == {
         "original_inspection_query", "latest_window_of_one_instrument",
-        "rejected_rows_of_a_market", "coverage_of_a_date_range", "one_vector_decoded"}
+        "rejected_rows_of_a_market", "coverage_of_a_date_range", "one_vector_decoded",
+        "nearest_windows_of_one_window"}
     with demo_db.connect() as conn:
         answers = {name: conn.execute(query).fetchall() for name, query in queries.items()}
     assert answers["original_inspection_query"][0][0:2] == ("INSTRUMENT", "num-stab-core-v1")
@@ -115,3 +117,8 @@ def test_analyses_compile_and_answer(docs: dict[str, Any], demo_db: Database) ->
     assert decoded[0] == "US_EQ_0011" and decoded[2] == 384 and decoded[5] == 384 - 3 * 63
     assert decoded[3][2] == 0  # the oldest row is filled: log_return 0
     assert -1 <= decoded[6] <= 1
+    nearest = answers["nearest_windows_of_one_window"]
+    assert len(nearest) == 5 and ("US_EQ_0011", dt.date(2025, 1, 31)) not in {
+        row[:2] for row in nearest}
+    assert [row[2] for row in nearest] == sorted(row[2] for row in nearest)
+    assert all(row[3] < row[4] <= row[1] for row in nearest)  # the neighbours' windows

@@ -28,6 +28,7 @@ from prometheus.numeric.project import (
     EMBEDDINGS_SOURCE,
     REJECTED_NODE,
     RETURNS_NODE,
+    VECTORS_SOURCE,
     WINDOWS_NODE,
     find_profiles_dir,
     find_project_dir,
@@ -35,6 +36,7 @@ from prometheus.numeric.project import (
 from prometheus.numeric.registry import ModelSpec, load_registry, resolve_models
 from prometheus.numeric.run_request import BackfillRequest, BackfillSummary, new_run_id
 from prometheus.numeric.store import EmbeddingWriter, Written, refresh_statistics
+from prometheus.numeric.window_vectors import companion, fill_missing
 from prometheus.numeric.windows import read_windows
 
 log = logging.getLogger("prometheus.numeric.backfill")
@@ -53,11 +55,14 @@ class Relations:
     returns: str
     rejected: str
     embeddings: str
+    vectors: str | None  # the pgvector companion, when the database has it
 
     @classmethod
-    def of(cls, dbt: DbtRunner) -> Relations:
-        return cls(*(dbt.relation_name(node) for node in
-                     (WINDOWS_NODE, RETURNS_NODE, REJECTED_NODE, EMBEDDINGS_SOURCE)))
+    def of(cls, dbt: DbtRunner, conn: psycopg.Connection) -> Relations:
+        """Read after staging: dbt's on-run-start hook has made the companion if it can."""
+        names = [dbt.relation_name(node) for node in
+                 (WINDOWS_NODE, RETURNS_NODE, REJECTED_NODE, EMBEDDINGS_SOURCE)]
+        return cls(*names, companion(conn, dbt.relation_name(VECTORS_SOURCE)))
 
 
 def encode_and_store(relations: Relations, run_id: str, specs: list[ModelSpec],
@@ -72,7 +77,8 @@ def encode_and_store(relations: Relations, run_id: str, specs: list[ModelSpec],
     with psycopg.connect(autocommit=True) as reader, \
             psycopg.connect(autocommit=True) as writer_conn:
         writer = EmbeddingWriter(writer_conn, relations.embeddings, run_id,
-                                 replace=not request.skip_existing)
+                                 replace=not request.skip_existing,
+                                 vectors_relation=relations.vectors)
         batches = read_windows(reader, relations.windows, relations.returns, run_id,
                                request.window_days, relations.embeddings, models,
                                request.batch_size)
@@ -108,13 +114,15 @@ class Backfill:
         dbt = DbtRunner(self.project_dir, find_profiles_dir(self.project_dir))
         summary = BackfillSummary(run_id=new_run_id(), models=[s.model_id for s in self.specs])
         check_dbt_database(dbt.manifest().nodes[WINDOWS_NODE].database, server)
-        relations = Relations.of(dbt)
         # This connection holds the run's locks until the run ends: in flight (its staged
         # rows are never pruned meanwhile) and the staging lock, shared (no redeploy).
         with psycopg.connect(autocommit=True) as run_conn:
             run_conn.execute(queries.RUN_IN_FLIGHT_LOCK,
                              (queries.LOCK_NAMESPACE, summary.run_id))
             self.stage(dbt, run_conn, server, summary.run_id)
+            relations = Relations.of(dbt, run_conn)
+            if relations.vectors and not self.request.dry_run:
+                fill_missing(run_conn, relations.embeddings, relations.vectors)
             written = self.encode_and_store(run_conn, relations, summary.run_id)
             summary.vectors, summary.refreshed = written.vectors, written.refreshed
             self.count(run_conn, relations, summary)

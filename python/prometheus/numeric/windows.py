@@ -28,7 +28,7 @@ PGCOPY_TRAILER = b"\xff\xff"
 RANK_SHIFT = 40  # (selection_rank << 40) | valid_row_number orders rows like the COPY does
 
 
-def _fields(*columns: tuple[str, str]) -> np.dtype:
+def copy_row_dtype(*columns: tuple[str, str]) -> np.dtype:
     """A COPY BINARY row of fixed-size fields: a field count, then (length, value) pairs."""
     layout: list[tuple[str, str]] = [("field_count", ">i2")]
     for name, kind in columns:
@@ -37,13 +37,13 @@ def _fields(*columns: tuple[str, str]) -> np.dtype:
 
 
 # Dates travel as COPY BINARY dates: days since 2000-01-01 (PG_EPOCH).
-BOUNDS_ROW = _fields(("window_seq", ">i8"), ("selection_rank", ">i4"),
+BOUNDS_ROW = copy_row_dtype(("window_seq", ">i8"), ("selection_rank", ">i4"),
                      ("first_row_number", ">i8"), ("rows_filled", ">i4"),
                      ("as_of_date", ">i4"), ("start_date", ">i4"), ("end_date", ">i4"),
                      ("rows_observed", ">i4"), ("min_rows", ">i4"), ("lookback_days", ">i4"),
                      ("rows_rejected", ">i4"), ("trading_days_after_end", ">i4"),
                      ("is_stale", "u1"), ("stored_models", ">i8"))
-HISTORY_ROW = _fields(("selection_rank", ">i4"), ("valid_row_number", ">i8"),
+HISTORY_ROW = copy_row_dtype(("selection_rank", ">i4"), ("valid_row_number", ">i8"),
                       ("trade_date", ">i4"), ("close", ">f8"), ("volume", ">f8"),
                       ("log_return", ">f8"), ("row_hash", ">i8"), ("previous_close", ">f8"))
 PG_EPOCH = np.datetime64("2000-01-01", "D")

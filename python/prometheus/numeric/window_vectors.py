@@ -1,0 +1,95 @@
+"""The pgvector companion numeric_window_vectors (macros/create_window_vectors.sql): whether
+the database has it, and the copy of vectors it lacks.
+
+dbt's on-run-start hook creates the table where pgvector is installed (or creatable) and
+PROMETHEUS_PGVECTOR is not 'off'; from then on the writer (store.py) keeps it in step. Vectors
+stored before it existed, or by another tool, are copied in here by the next run: read with
+binary COPY, turned into pgvector's binary form by numpy, a batch per transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from prometheus.numeric import queries
+from prometheus.numeric.copy_rows import PGCOPY_HEADER
+from prometheus.numeric.windows import PGCOPY_TRAILER, copy_row_dtype, read_copy_rows
+
+log = logging.getLogger("prometheus.numeric.window_vectors")
+
+FILL_BATCH = 20_000
+
+
+def companion(conn: psycopg.Connection, vectors_relation: str) -> str | None:
+    """vectors_relation when the database has it, else None (and one log line says so)."""
+    row = conn.execute(queries.RELATION_EXISTS, (vectors_relation,)).fetchone()
+    if row and row[0]:
+        return vectors_relation
+    log.info("similarity search is off: no pgvector companion %s in this database "
+             "(pgvector not installed, or PROMETHEUS_PGVECTOR=off)", vectors_relation)
+    return None
+
+
+def fill_missing(conn: psycopg.Connection, embeddings_relation: str,
+                 vectors_relation: str) -> int:
+    """Copy into the companion every stored vector it lacks; returns how many."""
+    relations = {"embeddings": sql.SQL(embeddings_relation),
+                 "vectors": sql.SQL(vectors_relation)}
+    missing = conn.execute(sql.SQL(queries.VECTORS_MISSING).format(**relations)).fetchone()
+    if not missing or not missing[0]:
+        return 0
+    lengths = [row[0] for row in conn.execute(
+        sql.SQL(queries.MISSING_LENGTHS).format(**relations)).fetchall()]
+    conn.execute(sql.SQL(queries.CREATE_ENCODED_VECTORS).format(vectors=relations["vectors"]))
+    filled = 0
+    for length in lengths:
+        if length % 4:
+            log.warning("%s: vectors of %d bytes are not float32 values; not in %s",
+                        embeddings_relation, length, vectors_relation)
+            continue
+        filled += _fill_length(conn, relations, length)
+    log.info("copied %d stored vectors into %s", filled, vectors_relation)
+    return filled
+
+
+def _fill_length(conn: psycopg.Connection, relations: dict[str, sql.Composable],
+                 length: int) -> int:
+    """The missing vectors of one byte length, FILL_BATCH at a time (each committed)."""
+    row_dtype = copy_row_dtype(("embedding_id", ">i8"), ("vector", f"V{length}"))
+    dims = length // 4
+    filled, after = 0, np.iinfo(np.int64).min
+    while True:
+        with conn.transaction():
+            rows = read_copy_rows(conn, sql.SQL(queries.MISSING_VECTORS).format(
+                after=sql.Literal(int(after)), length=sql.Literal(length),
+                limit=sql.Literal(FILL_BATCH), **relations), row_dtype)
+            if rows.size == 0:
+                return filled
+            conn.execute(queries.CLEAR_ENCODED_VECTORS)
+            with conn.cursor() as cur, cur.copy(sql.SQL(queries.COPY_IN).format(
+                    relation=sql.Identifier("encoded_vectors"),
+                    columns=sql.SQL("embedding_id, embedding"))) as copy:
+                copy.write(PGCOPY_HEADER)
+                copy.write(_encoded_rows(rows, dims).data)
+                copy.write(PGCOPY_TRAILER)
+            filled += conn.execute(sql.SQL(queries.FILL_FROM_ENCODED).format(
+                **relations)).rowcount
+        after = rows["embedding_id"][-1]
+
+
+def _encoded_rows(rows: np.ndarray, dims: int) -> np.ndarray:
+    """COPY BINARY rows of (embedding_id, embedding): each bytea's little-endian float32
+    values in pgvector's binary form (int16 dims, int16 unused, big-endian float32)."""
+    out = np.zeros(rows.size, dtype=np.dtype([
+        ("field_count", ">i2"), ("id_length", ">i4"), ("embedding_id", ">i8"),
+        ("embedding_length", ">i4"), ("dims", ">i2"), ("unused", ">i2"),
+        ("values", ">f4", (dims,))]))
+    out["field_count"], out["id_length"], out["embedding_id"] = 2, 8, rows["embedding_id"]
+    out["embedding_length"], out["dims"] = 4 + 4 * dims, dims
+    values = np.frombuffer(rows["vector"].tobytes(), dtype="<f4").reshape(rows.size, dims)
+    out["values"] = values
+    return out
