@@ -2,6 +2,7 @@
 
     python -m bench.ab --a ../before --b . --runs 3 [--bench-args="--million"]
         [--a-args="..."] [--b-args="--steps range,encode-write"] [--label-map map.json]
+        [--a-env PROMETHEUS_PGVECTOR=off]
 
 Runs each checkout's OWN `make bench` (its harness, its venv, its dbt project) alternately
 A, B, A, B, ..., A in database <prefix>_a and B in <prefix>_b, with the same libpq variables
@@ -136,6 +137,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bench-args", default="", help="make bench args for both sides")
     parser.add_argument("--a-args", default="", help="make bench args for A only")
     parser.add_argument("--b-args", default="", help="make bench args for B only")
+    for name in ("a", "b"):
+        parser.add_argument(f"--{name}-env", action="append", default=[], metavar="NAME=VALUE",
+                            help=f"an environment variable for {name.upper()}'s runs only "
+                                 "(e.g. PROMETHEUS_PGVECTOR=off); repeatable")
     parser.add_argument("--label-map", type=Path,
                         help='JSON {"label as reported": "label to compare under"}, both sides')
     parser.add_argument("--database-prefix", default="prometheus_bench",
@@ -153,6 +158,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         setattr(args, name, checkout)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    for name in ("a_env", "b_env"):
+        if any("=" not in item for item in getattr(args, name)):
+            parser.error(f"--{name.replace('_', '-')}: write NAME=VALUE")
     return args
 
 
@@ -164,18 +172,21 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = args.out_dir / f"ab-{stamp}-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     sides: list[tuple[SideRuns, list[str]]] = []
-    for name, checkout, own in (("A", args.a, args.a_args), ("B", args.b, args.b_args)):
+    side_envs: dict[str, dict[str, str]] = {}
+    for name, checkout, own, extra in (("A", args.a, args.a_args, args.a_env),
+                                       ("B", args.b, args.b_args, args.b_env)):
         database = f"{args.database_prefix}_{name.lower()}"
         bench_args = ["--database", database, *(["--no-docs"] if knows(checkout, "--no-docs")
                                                 else []),
                       *shlex.split(args.bench_args), *shlex.split(own)]
-        sides.append((SideRuns(name, checkout, git_commit(checkout), shlex.join(bench_args)),
-                      bench_args))
+        side_envs[name] = {**env, **dict(item.split("=", 1) for item in extra)}
+        described = " ".join([*extra, shlex.join(bench_args)])
+        sides.append((SideRuns(name, checkout, git_commit(checkout), described), bench_args))
     say(f"{server} at {address}; {args.runs} runs per side, interleaved; logs in {log_dir}")
     try:
         for number in range(1, args.runs + 1):
             for side, bench_args in sides:
-                run_once(side, bench_args, env, log_dir / f"{side.name}{number}.log",
+                run_once(side, bench_args, side_envs[side.name], log_dir / f"{side.name}{number}.log",
                          args.timeout, label_map, number)
     finally:
         if not args.keep_databases:
