@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for number in range(1, args.runs + 1):
             for side, bench_args in sides:
-                run_once(side, bench_args, side_envs[side.name], log_dir / f"{side.name}{number}.log",
-                         args.timeout, label_map, number)
+                run_once(side, bench_args, side_envs[side.name],
+                         log_dir / f"{side.name}{number}.log", args.timeout, label_map, number)
     finally:
         if not args.keep_databases:
             drop_databases([f"{args.database_prefix}_a", f"{args.database_prefix}_b"])
