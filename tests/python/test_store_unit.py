@@ -8,8 +8,8 @@ import struct
 
 import numpy as np
 
-from prometheus.numeric.registry import ModelSpec
 from prometheus.numeric.copy_rows import copy_rows, json_ints, window_specs
+from prometheus.numeric.registry import ModelSpec
 from prometheus.numeric.windows import BOUNDS_ROW, NO_TRADING_DAYS, PG_EPOCH, StagedWindows
 
 
