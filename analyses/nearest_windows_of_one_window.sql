@@ -9,8 +9,8 @@ neighbours as (
 
     select *
     from {{ embeddings_schema() }}.similar_windows(
-        'US_EQ_0011', '2025-01-31'::date, 'num-stab-core-v1', 5
-    )
+            'US_EQ_0011', '2025-01-31'::date, 'num-stab-core-v1', 5
+        )
 
 ),
 

@@ -59,6 +59,18 @@ def test_report_png_from_a_date_range(demo_db: Database, tmp_path: Path) -> None
     assert pixels.shape[:2] == (1200, 1100)
     assert float(np.std(pixels[..., :3])) > 0.05  # drawn, not a blank canvas
 
+    # The second PNG: the window beside its nearest stored window of another instrument.
+    nearest = dict(re.findall(r"(\w+)=(\S+)", result.stdout.splitlines()[-1]))
+    with demo_db.connect() as conn:
+        expected = conn.execute("select entity_id, as_of_date::text, distance from"
+                                " similar_windows('US_EQ_0011', %s, %s, 1, true)",
+                                (RANGE[3], MODEL)).fetchone()
+    assert expected is not None and nearest["nearest"] == expected[0] != "US_EQ_0011"
+    assert (nearest["nearest_as_of"], float(nearest["distance"])) == (
+        expected[1], pytest.approx(expected[2], abs=1e-6))
+    pair = image.imread(output.with_name("coverage-nearest.png"))
+    assert pair.shape[:2] == (900, 1200) and float(np.std(pair[..., :3])) > 0.05
+
 
 def test_report_names_what_is_missing(demo_db: Database, original_run, tmp_path: Path) -> None:
     output = tmp_path / "none.png"
@@ -79,3 +91,18 @@ def test_the_backfill_installs_without_matplotlib() -> None:
     requirements = metadata.requires("prometheus-numeric-embeddings") or []
     matplotlib = [req for req in requirements if req.startswith("matplotlib")]
     assert matplotlib and all("extra == \"report\"" in req for req in matplotlib), matplotlib
+
+
+def test_without_pgvector_the_nearest_panel_is_skipped(scratch_db: Database, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMETHEUS_PGVECTOR", "off")
+    assert scratch_db.backfill("--as-of", "2025-01-31", "--market-id", "US_EQ", "--limit",
+                               "20", "--model-id", MODEL, "--no-tests").returncode == 0
+    output = tmp_path / "coverage.png"
+    result = report(scratch_db, "--model-id", MODEL, "--start-date", "2025-01-31",
+                    "--end-date", "2025-01-31", "--instrument-id", "US_EQ_0011",
+                    "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    assert "no nearest-window panel: similar_windows: similarity search needs pgvector" \
+        in result.stderr
+    assert output.exists() and not output.with_name("coverage-nearest.png").exists()

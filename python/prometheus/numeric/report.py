@@ -1,5 +1,7 @@
 """A coverage report as a PNG: embedded vs skipped instruments per as-of date (stacked), and
-one instrument's stored window as its three feature series, filled rows marked.
+one instrument's stored window as its three feature series, filled rows marked. A second PNG
+(<output>-nearest.png) sets that window beside its nearest stored window of another
+instrument (similar_windows; skipped, with a line saying why, without pgvector).
 
     python -m prometheus.numeric.report --model-id num-stab-core-v1 \\
         --start-date 2025-01-01 --end-date 2025-01-31 --instrument-id US_EQ_0011 \\
@@ -38,10 +40,12 @@ from prometheus.numeric.report_data import (
     InstrumentWindow,
     read_coverage,
     read_instrument_window,
+    read_nearest,
 )
 
 COVERAGE_NODE = f"model.{PROJECT_NAME}.embedding_coverage"
 INSTRUMENTS_NODE = f"model.{PROJECT_NAME}.stg_historical_db__instruments"
+Nearest = tuple[InstrumentWindow, float]  # the nearest window and its cosine distance
 COLORS = {"embedded": "#2f7d4f", "skipped": "#d9822b", "missing": "#b8312f",
           "filled": "#d9822b", "series": "#2b5c8a"}
 
@@ -122,23 +126,58 @@ def build_figure(coverage: CoverageSeries, window: InstrumentWindow, model_id: s
     return fig
 
 
+def build_nearest_figure(window: InstrumentWindow, neighbour: InstrumentWindow,
+                         distance: float, model_id: str) -> Figure:
+    """The query window's three series (left) beside its nearest neighbour's (right)."""
+    fig = Figure(figsize=(12, 9), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(3, 2, sharex=True)
+    for column, shown in enumerate((window, neighbour)):
+        features = shown.features
+        plot_feature(axes[0, column], shown, features[:, 0], "close", shown.currency or "")
+        plot_feature(axes[1, column], shown, features[:, 1] / 1e6, "volume", "million shares")
+        plot_feature(axes[2, column], shown, features[:, 2], "log return", "ln(close ratio)")
+        role = "query window" if column == 0 else "nearest window of another instrument"
+        axes[0, column].set_title(f"{role}: {shown.instrument_id} as of {shown.as_of_date}\n"
+                                  f"trade dates {shown.start_date} to {shown.end_date}",
+                                  fontsize=10)
+        axes[2, column].set_xlabel("window row (1 = oldest)")
+    fig.suptitle(f"{model_id}: cosine distance {distance:.6f} (raw values: mostly the "
+                 "volume profile)", fontsize=11)
+    return fig
+
+
+def nearest_output(output: Path) -> Path:
+    return output.with_name(f"{output.stem}-nearest{output.suffix}")
+
+
 def write_report(model_id: str, start_date: dt.date, end_date: dt.date, instrument_id: str,
-                 output: Path, project_dir: Path | None = None) -> tuple[CoverageSeries,
-                                                                         InstrumentWindow]:
-    """Reads the data, draws it and writes the PNG; returns what was drawn."""
+                 output: Path, project_dir: Path | None = None
+                 ) -> tuple[CoverageSeries, InstrumentWindow, Nearest | None]:
+    """Reads the data, draws it and writes the PNGs; returns what was drawn."""
     project = find_project_dir(project_dir)
     use_resolved_server()
     dbt = DbtRunner(project, find_profiles_dir(project))
     with psycopg.connect(autocommit=True) as conn:
         coverage = read_coverage(conn, dbt.relation_name(COVERAGE_NODE), model_id,
                                  start_date, end_date)
-        window = read_instrument_window(
-            conn, dbt.relation_name(EMBEDDINGS_SOURCE), dbt.relation_name(INSTRUMENTS_NODE),
-            model_id, instrument_id, start_date, end_date)
+        embeddings, instruments = (dbt.relation_name(EMBEDDINGS_SOURCE),
+                                   dbt.relation_name(INSTRUMENTS_NODE))
+        window = read_instrument_window(conn, embeddings, instruments, model_id,
+                                        instrument_id, start_date, end_date)
+        try:
+            nearest: Nearest | None = read_nearest(
+                conn, embeddings, instruments, model_id, window)
+        except PipelineError as exc:
+            print(f"report: no nearest-window panel: {exc}", file=sys.stderr)
+            nearest = None
     fig = build_figure(coverage, window, model_id)
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=100, format="png")
-    return coverage, window
+    if nearest is not None:
+        build_nearest_figure(window, *nearest, model_id).savefig(
+            nearest_output(output), dpi=100, format="png")
+    return coverage, window, nearest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.start_date > args.end_date:
         parser.error(f"--start-date {args.start_date} is after --end-date {args.end_date}")
     try:
-        coverage, window = write_report(args.model_id, args.start_date, args.end_date,
+        coverage, window, nearest = write_report(args.model_id, args.start_date, args.end_date,
                                         args.instrument_id, args.output, args.project_dir)
     except (PipelineError, psycopg.Error) as exc:
         print(f"report: {exc}", file=sys.stderr)
@@ -165,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
           f"skipped={int(coverage.skipped_insufficient_history.sum())} "
           f"instrument={window.instrument_id} as_of={window.as_of_date} "
           f"window_days={window.window_days} rows_filled={window.rows_filled}")
+    if nearest is not None:
+        print(f"wrote {nearest_output(args.output)}: nearest={nearest[0].instrument_id} "
+              f"nearest_as_of={nearest[0].as_of_date} distance={nearest[1]:.6f}")
     return 0
 
 

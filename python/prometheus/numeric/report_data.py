@@ -1,5 +1,6 @@
 """What the coverage report draws, read from the database: the embedding_coverage mart over a
-date range, and one instrument's stored window decoded back into its three feature series."""
+date range, one instrument's stored window decoded back into its three feature series, and
+the nearest stored window of another instrument (similar_windows)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,25 @@ def read_instrument_window(conn: psycopg.Connection, embeddings_relation: str,
         rows_filled=rows_filled, currency=currency,
         features=values.reshape(window_days, len(FEATURES)).astype(np.float64),
     )
+
+
+def read_nearest(conn: psycopg.Connection, embeddings_relation: str, instruments_relation: str,
+                 model_id: str, window: InstrumentWindow) -> tuple[InstrumentWindow, float]:
+    """The stored window of another instrument nearest to window (similar_windows, in the
+    schema of the embeddings table), and its cosine distance. PipelineError when the database
+    cannot answer (no pgvector) or holds no other instrument's window."""
+    function = embeddings_relation.rsplit(".", 1)[0] + ".similar_windows"
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                sql.SQL(queries.NEAREST_QUERY).format(similar_windows=sql.SQL(function)),
+                {"instrument_id": window.instrument_id, "as_of_date": window.as_of_date,
+                 "model_id": model_id}).fetchone()
+    except psycopg.Error as exc:
+        raise PipelineError(str(exc).strip().splitlines()[0]) from exc
+    if row is None:
+        raise PipelineError(f"no stored {model_id} window of another instrument")
+    entity_id, as_of_date, distance = row
+    neighbour = read_instrument_window(conn, embeddings_relation, instruments_relation,
+                                       model_id, entity_id, as_of_date, as_of_date)
+    return neighbour, float(distance)

@@ -46,3 +46,9 @@ where embeddings.entity_type = 'INSTRUMENT'
 order by embeddings.as_of_date desc
 limit 1
 """
+
+# The nearest stored window of another instrument (similar_windows needs pgvector).
+NEAREST_QUERY = """
+select entity_id, as_of_date, distance
+from {similar_windows}(%(instrument_id)s, %(as_of_date)s, %(model_id)s, 1, true)
+"""
