@@ -40,6 +40,19 @@ begin
     perform pg_advisory_xact_lock(hashtext('prometheus_numeric.embedding_functions.ddl'));
     create schema if not exists {{ schema_ident }};
 
+    -- The exact cosine distance of two vectors' values, in double precision.
+    create or replace function {{ schema_ident }}.similar_windows_distance(
+        left_values real[], right_values real[]
+    )
+    returns double precision
+    language sql immutable strict parallel safe
+    as $fn$
+    select 1 - sum(pairs.x::double precision * pairs.y)
+        / (sqrt(sum(pairs.x::double precision * pairs.x))
+            * sqrt(sum(pairs.y::double precision * pairs.y)))
+    from unnest(left_values, right_values) as pairs (x, y)
+    $fn$;
+
     -- The vector of one key, after checking that similarity search can answer for it.
     -- Returns the schema of pgvector's type and operators.
     create or replace function {{ schema_ident }}.similar_windows_check(
@@ -111,7 +124,7 @@ begin
                 from {{ vectors }}
                 where entity_id = $1 and as_of_date = $2 and model_id = $3
             ),
-            nearest as materialized (
+            nearest as (
                 %1$s
                 order by float_distance
                 limit $6 + 100
@@ -143,10 +156,8 @@ begin
             from candidates
             cross join query
             cross join lateral (
-                select 1 - sum(pairs.x::double precision * pairs.y)
-                    / (sqrt(sum(pairs.x::double precision * pairs.x))
-                        * sqrt(sum(pairs.y::double precision * pairs.y))) as distance
-                from unnest(candidates.embedding::real[], query.query_values) as pairs (x, y)
+                select {{ schema_ident }}.similar_windows_distance(
+                    candidates.embedding::real[], query.query_values) as distance
             ) as exact
             order by exact.distance, candidates.entity_id, candidates.as_of_date
             limit $6
@@ -184,7 +195,7 @@ begin
                 from {{ vectors }}
                 where entity_id = $1 and as_of_date = $2 and model_id = $3
             ),
-            candidates as materialized (
+            candidates as (
                 select windows.entity_id::text as entity_id, windows.as_of_date, windows.embedding
                 from {{ vectors }} as windows
                 where %1$s.vector_dims(windows.embedding) = %2$s
@@ -200,10 +211,8 @@ begin
             from candidates
             cross join query
             cross join lateral (
-                select 1 - sum(pairs.x::double precision * pairs.y)
-                    / (sqrt(sum(pairs.x::double precision * pairs.x))
-                        * sqrt(sum(pairs.y::double precision * pairs.y))) as distance
-                from unnest(candidates.embedding::real[], query.query_values) as pairs (x, y)
+                select {{ schema_ident }}.similar_windows_distance(
+                    candidates.embedding::real[], query.query_values) as distance
             ) as exact
             where exact.distance is not null and exact.distance <> 'NaN'
             order by exact.distance, candidates.entity_id, candidates.as_of_date
