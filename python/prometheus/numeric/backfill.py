@@ -22,7 +22,6 @@ from prometheus.numeric.dbt_runner import DbtRunner
 from prometheus.numeric.deployment import Deployment
 from prometheus.numeric.encoders import encode
 from prometheus.numeric.errors import PipelineError
-from prometheus.numeric.prefetch import prefetch
 from prometheus.numeric.progress import Progress
 from prometheus.numeric.project import (
     EMBEDDINGS_SOURCE,
@@ -82,9 +81,10 @@ def encode_and_store(relations: Relations, run_id: str, specs: list[ModelSpec],
         batches = read_windows(reader, relations.windows, relations.returns, run_id,
                                request.window_days, relations.embeddings, models,
                                request.batch_size)
-        # The next batch is read and encoded in a thread while this one is written.
-        encoded = prefetch((batch.windows, [encode(batch.features, spec) for spec in specs])
-                           for batch in batches)
+        # One batch at a time: read, encode, write (overlapping them gained nothing end to
+        # end on the bench; docs/performance.md).
+        encoded = ((batch.windows, [encode(batch.features, spec) for spec in specs])
+                   for batch in batches)
         with contextlib.closing(encoded):
             for windows, vectors in encoded:
                 with writer_conn.transaction(force_rollback=request.dry_run):
