@@ -64,7 +64,7 @@ with
 
 instruments as (
 
-    select instrument_id from {{ skip_scan_distinct(this, 'instrument_id') }} as stored_ids
+    select distinct instrument_id from {{ this }}
 
 ),
 

@@ -61,7 +61,7 @@ instruments as (
 
     union
 
-    select instrument_id from {{ skip_scan_distinct(this, 'instrument_id') }} as stored_ids
+    select distinct instrument_id from {{ this }}
 
 ),
 
@@ -94,10 +94,8 @@ stored_ends as (
 
 new_prices as (
 
-    -- The rows after it: a range probe of the prices' (instrument_id, trade_date) key per
-    -- instrument, so a new day reads that day, not years of prices. PostgreSQL cannot know
-    -- that the stored ends are recent, so as a join it plans for a third of every history
-    -- and scans all the prices; the lateral subquery with offset 0 keeps it a probe.
+    -- The rows after it: one range of the prices' (instrument_id, trade_date) key per
+    -- instrument, so a new day reads that day, not years of prices.
     select
         new_rows.*,
         stored_ends.last_close,
@@ -111,7 +109,6 @@ new_prices as (
             where valid_prices.instrument_id = stored_ends.instrument_id
                 and valid_prices.trade_date
                 > coalesce(stored_ends.last_trade_date, '-infinity'::date)
-            offset 0
         ) as new_rows
 
 ),
