@@ -13,10 +13,9 @@
         Cosine similarity in double precision of two decoded vectors; NULL when either
         vector is all zeros; an error when their lengths differ.
 
-  SQL and plpgsql only, no extension. Speed: the bytes are detoasted once per call (get_byte
-  on a compressed value would decompress it at every call), then one generate_series pass
-  reads four bytes per value. Measured: about 0.36 ms of CPU per 1536-byte vector
-  (~2,800 vectors/s per core) and 0.85 ms per cosine. Runs on every dbt invocation
+  SQL and plpgsql only, no extension (docs/performance.md has their speed). The bytes are
+  detoasted once per call (get_byte on a compressed value would decompress it at every
+  call), then one generate_series pass reads four bytes per value. Runs on every dbt invocation
   (on-run-start): create or replace is idempotent, and the advisory lock keeps concurrent
   first runs from racing on the catalog ("tuple concurrently updated").
 #}
