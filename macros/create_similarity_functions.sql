@@ -32,15 +32,17 @@
 #}
 {% macro create_similarity_functions() %}
 {%- set schema_ident = embeddings_schema() -%}
-{%- set vectors = source('embeddings', 'numeric_window_vectors') -%}
-{%- set embeddings = source('embeddings', 'numeric_window_embeddings') -%}
+{#- Without the database: the function bodies stay right in a copy of the database. -#}
+{%- set vectors = source('embeddings', 'numeric_window_vectors').include(database=false) -%}
+{%- set embeddings = source('embeddings', 'numeric_window_embeddings').include(database=false) -%}
 {%- set vectors_text = "'" ~ (vectors | string | replace("'", "''")) ~ "'" -%}
 do $ddl$
 begin
     perform pg_advisory_xact_lock(hashtext('prometheus_numeric.embedding_functions.ddl'));
     create schema if not exists {{ schema_ident }};
 
-    -- The exact cosine distance of two vectors' values, in double precision.
+    -- The exact cosine distance of two vectors' values, in double precision (NULL when
+    -- either is all zeros).
     create or replace function {{ schema_ident }}.similar_windows_distance(
         left_values real[], right_values real[]
     )
@@ -48,26 +50,24 @@ begin
     language sql immutable strict parallel safe
     as $fn$
     select 1 - sum(pairs.x::double precision * pairs.y)
-        / (sqrt(sum(pairs.x::double precision * pairs.x))
-            * sqrt(sum(pairs.y::double precision * pairs.y)))
+        / nullif(sqrt(sum(pairs.x::double precision * pairs.x))
+            * sqrt(sum(pairs.y::double precision * pairs.y)), 0)
     from unnest(left_values, right_values) as pairs (x, y)
     $fn$;
 
-    -- The vector of one key, after checking that similarity search can answer for it.
-    -- Returns the schema of pgvector's type and operators.
-    create or replace function {{ schema_ident }}.similar_windows_check(
+    -- The embedding_id of one key (through the table's unique key), after checking that
+    -- similarity search can answer for it; raises what stands in the way.
+    create or replace function {{ schema_ident }}.similar_windows_key(
         function_name text, entity_id text, as_of_date date, model_id text, k integer
     )
-    returns text
+    returns bigint
     language plpgsql stable
     as $fn$
     declare
-        vector_schema text;
+        found_id bigint;
     begin
-        select extnamespace::regnamespace::text into vector_schema
-        from pg_extension
-        where extname = 'vector';
-        if vector_schema is null or to_regclass({{ vectors_text }}) is null then
+        if not exists (select from pg_extension where extname = 'vector')
+            or to_regclass({{ vectors_text }}) is null then
             raise exception '%: similarity search needs pgvector in this database: install the extension "vector" (the private server has it) and run the backfill or any dbt command once; it is off while PROMETHEUS_PGVECTOR=off', function_name
                 using errcode = '0A000';  -- feature_not_supported
         end if;
@@ -76,18 +76,24 @@ begin
                 coalesce(k::text, 'NULL')
                 using errcode = '22023';  -- invalid_parameter_value
         end if;
-        if not exists (
-            select 1
-            from {{ vectors }} as vectors
-            where vectors.entity_id = similar_windows_check.entity_id
-                and vectors.as_of_date = similar_windows_check.as_of_date
-                and vectors.model_id = similar_windows_check.model_id
-        ) then
+        select stored.embedding_id into found_id
+        from {{ embeddings }} as stored
+        where stored.entity_type = 'INSTRUMENT'
+            and stored.entity_id = similar_windows_key.entity_id
+            and stored.as_of_date = similar_windows_key.as_of_date
+            and stored.model_id = similar_windows_key.model_id;
+        if found_id is null then
             raise exception '%: no vector is stored for entity_id %, as_of_date %, model_id %',
                 function_name, quote_literal(entity_id), as_of_date, quote_literal(model_id)
                 using errcode = 'P0002';  -- no_data_found
         end if;
-        return vector_schema;
+        if not exists (select from {{ vectors }} as vectors where vectors.embedding_id = found_id)
+        then
+            raise exception '%: the vector of entity_id %, as_of_date %, model_id % is not in numeric_window_vectors yet: the next backfill run copies it there',
+                function_name, quote_literal(entity_id), as_of_date, quote_literal(model_id)
+                using errcode = 'P0002';  -- no_data_found
+        end if;
+        return found_id;
     end
     $fn$;
 
@@ -100,8 +106,12 @@ begin
     language plpgsql stable
     as $fn$
     declare
-        vector_schema text := {{ schema_ident }}.similar_windows_check(
+        query_id bigint := {{ schema_ident }}.similar_windows_key(
             'similar_windows', query_entity_id, query_as_of_date, query_model_id, k);
+        vector_schema text := (
+            select extnamespace::regnamespace::text from pg_extension where extname = 'vector'
+        );
+        -- Every window of the model and dimension but the key, with pgvector's distance.
         ranked text := format($sql$
             select
                 windows.entity_id::text as entity_id,
@@ -112,9 +122,9 @@ begin
             cross join query
             where windows.model_id = $3
                 and %1$s.vector_dims(windows.embedding) = %1$s.vector_dims(query.embedding)
-                and not (windows.entity_id = $1 and windows.as_of_date = $2)
-                and not ($4 and windows.entity_id = $1)
-                and not ($5 and windows.as_of_date >= $2)
+                and windows.embedding_id <> $1
+                and not (coalesce($4, false) and windows.entity_id = $2)
+                and not (coalesce($5, false) and windows.as_of_date >= $6)
                 and (windows.embedding operator(%1$s.<=>) query.embedding) <> 'NaN'
         $sql$, vector_schema);
     begin
@@ -122,18 +132,20 @@ begin
             with query as (
                 select embedding, embedding::real[] as query_values
                 from {{ vectors }}
-                where entity_id = $1 and as_of_date = $2 and model_id = $3
+                where embedding_id = $1
             ),
+            -- k + 100 candidates: one scan, and a margin so that the second scan below
+            -- is rarely needed.
             nearest as (
                 %1$s
                 order by float_distance
-                limit $6 + 100
+                limit $7 + 100
             ),
             bounds as (
                 select
-                    coalesce(max(float_distance) filter (where position = $6),
+                    coalesce(max(float_distance) filter (where position = $7),
                         max(float_distance))
-                    + 2 * $7 * (select cardinality(query_values) from query) as within,
+                    + 2 * $8 * (select cardinality(query_values) from query) as within,
                     max(float_distance) as last_distance
                 from (
                     select float_distance, row_number() over (order by float_distance) as position
@@ -159,11 +171,12 @@ begin
                 select {{ schema_ident }}.similar_windows_distance(
                     candidates.embedding::real[], query.query_values) as distance
             ) as exact
+            where exact.distance is not null
             order by exact.distance, candidates.entity_id, candidates.as_of_date
-            limit $6
+            limit $7
         $sql$, ranked)
-        using query_entity_id, query_as_of_date, query_model_id,
-            exclude_same_instrument, before_as_of_only, k,
+        using query_id, query_entity_id, query_model_id, exclude_same_instrument,
+            before_as_of_only, query_as_of_date, k,
             -- pgvector's float32 error per dimension (the macro's notes).
             4 * 2 ^ -24;
     end
@@ -178,34 +191,43 @@ begin
     language plpgsql volatile
     as $fn$
     declare
-        vector_schema text := {{ schema_ident }}.similar_windows_check(
+        query_id bigint := {{ schema_ident }}.similar_windows_key(
             'similar_windows_approximate', query_entity_id, query_as_of_date, query_model_id, k);
+        vector_schema text := (
+            select extnamespace::regnamespace::text from pg_extension where extname = 'vector'
+        );
         dims integer;
     begin
-        select {{ schema_ident }}.similar_windows_dims(
-            vector_schema, query_entity_id, query_as_of_date, query_model_id)
-        into dims;
-        -- The index is searched until k windows pass the filters (pgvector 0.8's iterative
-        -- scan), from a candidate list at least as long as pgvector's default.
-        perform set_config('hnsw.iterative_scan', 'relaxed_order', true);
-        perform set_config('hnsw.ef_search', greatest(40, k)::text, true);
+        execute format('select %s.vector_dims(embedding) from {{ vectors }}'
+            ' where embedding_id = $1', vector_schema)
+        into dims
+        using query_id;
+        -- A candidate list at least as long as pgvector's default (its limit is 1000), and
+        -- the index searched until k windows pass the filters (pgvector 0.8's iterative
+        -- scan; an older pgvector returns what its one search finds).
+        perform set_config('hnsw.ef_search', least(1000, greatest(40, k))::text, true);
+        begin
+            perform set_config('hnsw.iterative_scan', 'relaxed_order', true);
+        exception when others then
+            null;
+        end;
         return query execute format($sql$
             with query as (
                 select embedding, embedding::real[] as query_values
                 from {{ vectors }}
-                where entity_id = $1 and as_of_date = $2 and model_id = $3
+                where embedding_id = $1
             ),
             candidates as (
                 select windows.entity_id::text as entity_id, windows.as_of_date, windows.embedding
                 from {{ vectors }} as windows
                 where %1$s.vector_dims(windows.embedding) = %2$s
                     and windows.model_id = $3
-                    and not (windows.entity_id = $1 and windows.as_of_date = $2)
-                    and not ($4 and windows.entity_id = $1)
-                    and not ($5 and windows.as_of_date >= $2)
+                    and windows.embedding_id <> $1
+                    and not (coalesce($4, false) and windows.entity_id = $2)
+                    and not (coalesce($5, false) and windows.as_of_date >= $6)
                 order by windows.embedding::%1$s.vector(%2$s)
                     operator(%1$s.<=>) (select embedding::%1$s.vector(%2$s) from query)
-                limit $6
+                limit $7
             )
             select candidates.entity_id, candidates.as_of_date, exact.distance
             from candidates
@@ -217,25 +239,8 @@ begin
             where exact.distance is not null and exact.distance <> 'NaN'
             order by exact.distance, candidates.entity_id, candidates.as_of_date
         $sql$, vector_schema, dims)
-        using query_entity_id, query_as_of_date, query_model_id, exclude_same_instrument, before_as_of_only, k;
-    end
-    $fn$;
-
-    create or replace function {{ schema_ident }}.similar_windows_dims(
-        vector_schema text, entity_id text, as_of_date date, model_id text
-    )
-    returns integer
-    language plpgsql stable
-    as $fn$
-    declare
-        dims integer;
-    begin
-        execute format(
-            'select %s.vector_dims(embedding) from {{ vectors }}
-             where entity_id = $1 and as_of_date = $2 and model_id = $3', vector_schema)
-        into dims
-        using entity_id, as_of_date, model_id;
-        return dims;
+        using query_id, query_entity_id, query_model_id, exclude_same_instrument,
+            before_as_of_only, query_as_of_date, k;
     end
     $fn$;
 end

@@ -3,28 +3,41 @@
   numeric_window_embeddings. Every stored vector is there again as a pgvector `vector`
   (bit-identical values), keyed by embedding_id (deleted with its row), with its key's
   model_id, entity_id and as_of_date so that similar_windows filters without reading the wide
-  table. A separate table, not a column: a vector column would push the original's rows past
-  the TOAST threshold. store.py writes it next to every vector it writes; vectors stored
-  before it existed are copied in by the next run (window_vectors.py).
+  table. A separate table, not a column: the original keeps its columns and its scans stay
+  as they are. store.py writes it next to every vector it writes; a vector another writer
+  stores or rewrites (the original tool, an older version) loses its companion row (the
+  trigger below) and is copied in again by the next run (window_vectors.py).
 
   Made where pgvector is installed in the database, or where this user may create it (it is
-  not a trusted extension). Off with the environment variable PROMETHEUS_PGVECTOR=off: the
-  table is dropped (it holds nothing the original does not) and similar_windows raises.
+  not a trusted extension), and where numeric_window_embeddings has what it needs: a unique
+  embedding_id drawn from a sequence. Off with the environment variable
+  PROMETHEUS_PGVECTOR=off: the table is dropped (it holds nothing the original does not) and
+  similar_windows raises. A --dry-run (var dry_run) changes none of it.
 #}
 {% macro create_window_vectors() %}
-{%- set vectors = source('embeddings', 'numeric_window_vectors') -%}
-{%- set embeddings = source('embeddings', 'numeric_window_embeddings') -%}
+{#- Without the database: function bodies and names stay right in a copy of the database. -#}
+{%- set vectors = source('embeddings', 'numeric_window_vectors').include(database=false) -%}
+{%- set embeddings = source('embeddings', 'numeric_window_embeddings').include(database=false) -%}
+{%- set vectors_text = "'" ~ (vectors | string | replace("'", "''")) ~ "'" -%}
+{%- set embeddings_text = "'" ~ (embeddings | string | replace("'", "''")) ~ "'" -%}
+{%- set forget_row = adapter.quote(embeddings.schema) ~ '.numeric_window_vectors_forget' -%}
 {%- set switch = env_var('PROMETHEUS_PGVECTOR', 'on') | lower -%}
 {%- if switch not in ('on', 'off') -%}
     {{ exceptions.raise_compiler_error("PROMETHEUS_PGVECTOR must be 'on' or 'off', got '" ~ switch ~ "'") }}
 {%- endif -%}
+{%- if var('dry_run', false) -%}
+select 1
+{%- else -%}
 do $ddl$
 declare
     vector_schema text;
 begin
     perform pg_advisory_xact_lock(hashtext('prometheus_numeric.window_vectors.ddl'));
 {%- if switch == 'off' %}
-    drop table if exists {{ vectors }};
+    if to_regclass({{ vectors_text }}) is not null then
+        drop trigger if exists numeric_window_vectors_forget on {{ embeddings }};
+        drop table {{ vectors }};
+    end if;
 {%- else %}
     if not exists (select from pg_extension where extname = 'vector')
         and exists (select from pg_available_extensions where name = 'vector') then
@@ -37,7 +50,23 @@ begin
     select extnamespace::regnamespace::text into vector_schema
     from pg_extension
     where extname = 'vector';
-    if vector_schema is not null and to_regclass('{{ vectors | replace("'", "''") }}') is null then
+    if vector_schema is null then
+        return;
+    end if;
+    -- The foreign key needs a unique embedding_id, the writer a sequence to draw ids from
+    -- (a table of the original tool may have neither): else similarity search stays off.
+    if pg_get_serial_sequence({{ embeddings_text }}, 'embedding_id') is null or not exists (
+        select 1
+        from pg_index as idx
+        inner join pg_attribute as att
+            on att.attrelid = idx.indrelid and att.attnum = idx.indkey[0]
+        where idx.indrelid = {{ embeddings_text }}::regclass
+            and idx.indisunique and idx.indnkeyatts = 1 and idx.indpred is null
+            and att.attname = 'embedding_id'
+    ) then
+        return;
+    end if;
+    if to_regclass({{ vectors_text }}) is null then
         execute format(
             'create table %s (
                 embedding_id bigint primary key
@@ -47,12 +76,33 @@ begin
                 as_of_date date not null,
                 embedding %s.vector not null
             )',
-            '{{ vectors | replace("'", "''") }}',
-            '{{ embeddings | replace("'", "''") }}',
-            vector_schema
+            {{ vectors_text }}, {{ embeddings_text }}, vector_schema
         );
+    end if;
+    create or replace function {{ forget_row }}()
+    returns trigger
+    language plpgsql
+    as $fn$
+    begin
+        delete from {{ vectors }} where embedding_id = old.embedding_id;
+        return null;
+    end
+    $fn$;
+    -- A vector rewritten by any writer loses its stale companion row; this project's writer
+    -- writes the new one right after, another writer's is copied by the next run. Created
+    -- once: a trigger's DDL locks the table against the writers of runs in flight.
+    if not exists (
+        select from pg_trigger
+        where tgrelid = {{ embeddings_text }}::regclass
+            and tgname = 'numeric_window_vectors_forget'
+    ) then
+        create trigger numeric_window_vectors_forget
+        after update of vector on {{ embeddings }}
+        for each row when (old.vector is distinct from new.vector)
+        execute function {{ forget_row }}();
     end if;
 {%- endif %}
 end
 $ddl$;
+{%- endif %}
 {% endmacro %}

@@ -48,7 +48,9 @@ bounded as (
 
 ),
 
-rejected_in_span as (
+-- Materialized: computed once (rejected rows are few), where PostgreSQL would otherwise scan
+-- every request's lookback in the prices for them.
+rejected_in_span as materialized (
 
     -- The rejected rows of the selected instruments over every day the run's windows reach.
     select

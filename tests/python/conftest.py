@@ -1,6 +1,5 @@
 """Fixtures: a real PostgreSQL (the project's private cluster, through its Unix socket),
-databases copied from templates built once per session, and the CLI and dbt run in this
-process.
+databases copied from templates built once per session, the CLI and dbt run in-process.
 
 Templates: `demo` holds the demo market with the project deployed (views, seed, daily
 returns) and nothing staged or stored; `small` holds a smaller market, not deployed. A test
@@ -225,8 +224,7 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     shutil.rmtree(TARGETS, ignore_errors=True)
 
 
-def session_database(server_env: dict[str, str], kind: str) -> Database:
-    """A database named for this test process (workers run side by side)."""
+def session_database(server_env: dict[str, str], kind: str) -> Database:  # one per worker
     return _database(server_env, Path(server_env["TEST_PROFILES_DIR"]),
                      f"pt_{kind}_{SESSION}")
 

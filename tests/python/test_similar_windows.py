@@ -5,6 +5,7 @@ similar_windows ranks exactly as a numpy cosine over the stored bytes does."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -135,6 +136,16 @@ def test_similar_windows_refuses_what_it_cannot_answer(vectors_db: Database) -> 
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be a positive"):
             conn.execute("select * from similar_windows('US_EQ_0011', '2025-01-31', %s, 0)",
                          (MODEL,))
+        conn.execute("delete from numeric_window_vectors where entity_id = 'US_EQ_0042'"
+                     " and as_of_date = '2025-01-31' and model_id = %s", (MODEL,))
+        with pytest.raises(psycopg.errors.NoDataFound,
+                           match="not in numeric_window_vectors yet: the next backfill run"):
+            conn.execute("select * from similar_windows('US_EQ_0042', '2025-01-31', %s, 5)",
+                         (MODEL,))
+        conn.execute("insert into numeric_window_vectors select embedding_id, model_id,"
+                     " entity_id, as_of_date, embedding_to_array(vector)::vector"
+                     " from numeric_window_embeddings where entity_id = 'US_EQ_0042'"
+                     " and as_of_date = '2025-01-31' and model_id = %s", (MODEL,))
 
 
 def pgvector_mismatches(db: Database) -> list[int]:
@@ -170,21 +181,34 @@ def test_pgvector_values_follow_every_write(scratch_db: Database) -> None:
     # A full re-run replaces every vector (an upsert keeps each embedding_id).
     assert scratch_db.backfill(*RANGE, *model).returncode == 0
     assert pgvector_mismatches(scratch_db) == []
-    # Deleting stored rows (as dedupe does) deletes their pgvector values.
     with scratch_db.connect() as conn:
+        # Deleting stored rows (by hand, or the dedupe command) deletes their pgvector values.
         deleted = conn.execute("delete from numeric_window_embeddings"
                                " where entity_id = 'US_EQ_0011'").rowcount
         assert deleted > 0
-        # Vectors stored before the companion existed are copied in by the next run.
+        # Vectors stored before the companion existed are copied in by the next run; so are
+        # vectors another writer rewrites (their stale pgvector value goes at once).
         conn.execute("delete from numeric_window_vectors where entity_id = 'US_EQ_0012'")
+        conn.execute("update numeric_window_embeddings set vector = %s"
+                     " where entity_id = 'US_EQ_0013'", (np.ones(384, "<f4").tobytes(),))
+        assert conn.execute("select count(*) from numeric_window_vectors"
+                            " where entity_id = 'US_EQ_0013'").fetchone() == (0,)
     again = scratch_db.backfill(*RANGE, *model, "--skip-existing")
     assert again.returncode == 0, again.stderr
-    assert "copied" in again.stderr and pgvector_mismatches(scratch_db) == []
+    copied = re.search(r"copied (\d+) stored vectors", again.stderr)
+    assert copied and int(copied.group(1)) == scratch_db.value(
+        "select count(*) from numeric_window_embeddings"
+        " where entity_id in ('US_EQ_0012', 'US_EQ_0013')") > 0
+    assert pgvector_mismatches(scratch_db) == []
 
 
 def test_pgvector_switched_off(scratch_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pipeline works without pgvector; similar_windows says what it needs."""
     monkeypatch.setenv("PROMETHEUS_PGVECTOR", "off")
+    dry = scratch_db.backfill("--as-of", "2025-01-31", "--market-id", "US_EQ", "--limit", "5",
+                              "--model-id", MODEL, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert scratch_db.value("select to_regclass('numeric_window_vectors') is not null")
     result = scratch_db.backfill("--as-of", "2025-01-31", "--market-id", "US_EQ",
                                  "--limit", "50", "--model-id", MODEL)
     assert result.returncode == 0, result.stderr

@@ -167,7 +167,8 @@ def write_report(model_id: str, start_date: dt.date, end_date: dt.date, instrume
                                         instrument_id, start_date, end_date)
         try:
             nearest: Nearest | None = read_nearest(
-                conn, embeddings, instruments, model_id, window)
+                conn, embeddings, dbt.manifest().sources[EMBEDDINGS_SOURCE].schema,
+                instruments, model_id, window)
         except PipelineError as exc:
             print(f"report: no nearest-window panel: {exc}", file=sys.stderr)
             nearest = None

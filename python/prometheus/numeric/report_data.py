@@ -80,19 +80,21 @@ def read_instrument_window(conn: psycopg.Connection, embeddings_relation: str,
     )
 
 
-def read_nearest(conn: psycopg.Connection, embeddings_relation: str, instruments_relation: str,
-                 model_id: str, window: InstrumentWindow) -> tuple[InstrumentWindow, float]:
+def read_nearest(conn: psycopg.Connection, embeddings_relation: str, embeddings_schema: str,
+                 instruments_relation: str, model_id: str,
+                 window: InstrumentWindow) -> tuple[InstrumentWindow, float]:
     """The stored window of another instrument nearest to window (similar_windows, in the
-    schema of the embeddings table), and its cosine distance. PipelineError when the database
-    cannot answer (no pgvector) or holds no other instrument's window."""
-    function = embeddings_relation.rsplit(".", 1)[0] + ".similar_windows"
+    embeddings' schema), and its cosine distance. PipelineError when similarity search
+    cannot answer for it (no pgvector, the vector not copied there yet) or no other
+    instrument's window is stored; any other database error propagates."""
+    function = sql.Identifier(embeddings_schema, "similar_windows")
     try:
         with conn.transaction():
             row = conn.execute(
-                sql.SQL(queries.NEAREST_QUERY).format(similar_windows=sql.SQL(function)),
+                sql.SQL(queries.NEAREST_QUERY).format(similar_windows=function),
                 {"instrument_id": window.instrument_id, "as_of_date": window.as_of_date,
                  "model_id": model_id}).fetchone()
-    except psycopg.Error as exc:
+    except (psycopg.errors.FeatureNotSupported, psycopg.errors.NoDataFound) as exc:
         raise PipelineError(str(exc).strip().splitlines()[0]) from exc
     if row is None:
         raise PipelineError(f"no stored {model_id} window of another instrument")

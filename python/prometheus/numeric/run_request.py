@@ -47,6 +47,8 @@ class BackfillRequest:
         }
         if self.skip_existing:  # staging lists the windows already stored, unbounded
             values["skip_existing_model_ids"] = self.model_ids
+        if self.dry_run:  # the pgvector companion is neither made nor dropped
+            values["dry_run"] = True
         optional = {
             "as_of": self.as_of, "start_date": self.start_date, "end_date": self.end_date,
             "market_id": self.market_id, "limit": self.limit, "min_days": self.min_days,

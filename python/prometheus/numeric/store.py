@@ -28,6 +28,7 @@ from prometheus.numeric.windows import PGCOPY_TRAILER, StagedWindows, copy_row_d
 
 log = logging.getLogger("prometheus.numeric.store")
 EMBEDDING_ID_ROW = copy_row_dtype(("embedding_id", ">i8"))
+PGVECTOR_MAX_DIMS = 16_000  # pgvector's limit: longer vectors stay out of the companion
 
 
 @dataclass
@@ -99,15 +100,19 @@ class EmbeddingWriter:
             raise PipelineError(f"model {spec.model_id}: stored {written} of {expected} "
                                 "vectors of a batch; the batch was rolled back")
 
+    def _companion(self, vectors: NDArray[np.float32]) -> sql.Composable | None:
+        return self._vectors if vectors.shape[1] <= PGVECTOR_MAX_DIMS else None
+
     def _copy_new(self, batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpec,
                   window_days: int) -> int:
-        if self._vectors is None:
+        companion = self._companion(vectors)
+        if companion is None:
             rows = copy_rows(batch, vectors, spec, window_days, self._run_id)
             return self._copy_into(self._embeddings, rows)
         ids = self._reserve_ids(len(batch))
         written = self._copy_into(self._embeddings, copy_rows(
             batch, vectors, spec, window_days, self._run_id, ids), with_ids=True)
-        self._copy_into(self._vectors, vector_rows(batch, vectors, spec.model_id, ids),
+        self._copy_into(companion, vector_rows(batch, vectors, spec.model_id, ids),
                         columns=queries.VECTOR_COLUMNS)
         return written
 
@@ -123,14 +128,15 @@ class EmbeddingWriter:
         """The companion takes the vectors of the upserted rows this run wrote (rows an
         upsert kept are left as they are)."""
         self._conn.execute(queries.CLEAR_ENCODED)
-        if self._vectors is None:
+        companion = self._companion(vectors)
+        if companion is None:
             return
         self._copy_into(sql.Identifier("encoded_vectors"),
                         vector_rows(batch, vectors, spec.model_id,
                                     np.zeros(len(batch), np.int64)),
                         columns=queries.VECTOR_COLUMNS)
         self._conn.execute(sql.SQL(queries.FOLLOW_UPSERTS).format(
-            vectors=self._vectors, embeddings=self._embeddings), (self._run_id,))
+            vectors=companion, embeddings=self._embeddings), (self._run_id,))
         self._conn.execute(queries.CLEAR_ENCODED_VECTORS)
 
     def _copy_into(self, relation: sql.Composable, rows: memoryview,

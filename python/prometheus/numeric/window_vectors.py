@@ -21,7 +21,7 @@ from prometheus.numeric.windows import PGCOPY_TRAILER, copy_row_dtype, read_copy
 
 log = logging.getLogger("prometheus.numeric.window_vectors")
 
-FILL_BATCH = 20_000
+FILL_BATCH = 20_000  # vectors per transaction: a bounded amount of memory and of work to redo
 
 
 def companion(conn: psycopg.Connection, vectors_relation: str) -> str | None:
@@ -36,29 +36,35 @@ def companion(conn: psycopg.Connection, vectors_relation: str) -> str | None:
 
 def fill_missing(conn: psycopg.Connection, embeddings_relation: str,
                  vectors_relation: str) -> int:
-    """Copy into the companion every stored vector it lacks; returns how many."""
+    """Copy into the companion every stored vector it lacks and can hold; returns how many.
+    One run at a time: another run that is filling is left to it."""
     relations = {"embeddings": sql.SQL(embeddings_relation),
                  "vectors": sql.SQL(vectors_relation)}
     missing = conn.execute(sql.SQL(queries.VECTORS_MISSING).format(**relations)).fetchone()
     if not missing or not missing[0]:
         return 0
-    lengths = [row[0] for row in conn.execute(
-        sql.SQL(queries.MISSING_LENGTHS).format(**relations)).fetchall()]
-    conn.execute(sql.SQL(queries.CREATE_ENCODED_VECTORS).format(vectors=relations["vectors"]))
-    filled = 0
-    for length in lengths:
-        if length % 4:
-            log.warning("%s: vectors of %d bytes are not float32 values; not in %s",
-                        embeddings_relation, length, vectors_relation)
-            continue
-        filled += _fill_length(conn, relations, length)
-    log.info("copied %d stored vectors into %s", filled, vectors_relation)
+    locked = conn.execute(queries.FILL_LOCK, (queries.LOCK_NAMESPACE,)).fetchone()
+    if not locked or not locked[0]:
+        return 0
+    try:
+        relations["fillable"] = sql.SQL(queries.FILLABLE).format(**relations)
+        lengths = [row[0] for row in conn.execute(
+            sql.SQL(queries.MISSING_LENGTHS).format(**relations)).fetchall()]
+        conn.execute(sql.SQL(queries.CREATE_ENCODED_VECTORS).format(
+            vectors=relations["vectors"]))
+        filled = sum(_fill_length(conn, relations, length) for length in lengths)
+    finally:
+        conn.execute(queries.FILL_UNLOCK, (queries.LOCK_NAMESPACE,))
+    if filled:
+        log.info("copied %d stored vectors into %s", filled, vectors_relation)
     return filled
 
 
 def _fill_length(conn: psycopg.Connection, relations: dict[str, sql.Composable],
                  length: int) -> int:
-    """The missing vectors of one byte length, FILL_BATCH at a time (each committed)."""
+    """The missing vectors of one byte length, FILL_BATCH at a time (each committed).
+    Vectors holding NaN or infinity (which pgvector refuses, and `dbt test` reports) are
+    left out."""
     row_dtype = copy_row_dtype(("embedding_id", ">i8"), ("vector", f"V{length}"))
     dims = length // 4
     filled, after = 0, np.iinfo(np.int64).min
@@ -69,27 +75,32 @@ def _fill_length(conn: psycopg.Connection, relations: dict[str, sql.Composable],
                 limit=sql.Literal(FILL_BATCH), **relations), row_dtype)
             if rows.size == 0:
                 return filled
+            values = np.frombuffer(rows["vector"].tobytes(), dtype="<f4").reshape(-1, dims)
+            finite = np.isfinite(values).all(axis=1)
+            if not finite.all():
+                log.warning("%d stored vectors hold NaN or infinity: not copied for "
+                            "similarity search", int((~finite).sum()))
             conn.execute(queries.CLEAR_ENCODED_VECTORS)
             with conn.cursor() as cur, cur.copy(sql.SQL(queries.COPY_IN).format(
                     relation=sql.Identifier("encoded_vectors"),
-                    columns=sql.SQL("embedding_id, embedding"))) as copy:
+                    columns=sql.SQL(queries.FILL_COLUMNS))) as copy:
                 copy.write(PGCOPY_HEADER)
-                copy.write(_encoded_rows(rows, dims).data)
+                copy.write(_encoded_rows(rows["embedding_id"][finite], values[finite]).data)
                 copy.write(PGCOPY_TRAILER)
             filled += conn.execute(sql.SQL(queries.FILL_FROM_ENCODED).format(
                 **relations)).rowcount
         after = rows["embedding_id"][-1]
 
 
-def _encoded_rows(rows: np.ndarray, dims: int) -> np.ndarray:
-    """COPY BINARY rows of (embedding_id, embedding): each bytea's little-endian float32
-    values in pgvector's binary form (int16 dims, int16 unused, big-endian float32)."""
-    out = np.zeros(rows.size, dtype=np.dtype([
+def _encoded_rows(embedding_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """COPY BINARY rows of (FILL_COLUMNS): each vector's float32 values in pgvector's binary
+    form (int16 dims, int16 unused, big-endian float32)."""
+    count, dims = values.shape
+    out = np.zeros(count, dtype=np.dtype([
         ("field_count", ">i2"), ("id_length", ">i4"), ("embedding_id", ">i8"),
         ("embedding_length", ">i4"), ("dims", ">i2"), ("unused", ">i2"),
         ("values", ">f4", (dims,))]))
-    out["field_count"], out["id_length"], out["embedding_id"] = 2, 8, rows["embedding_id"]
+    out["field_count"], out["id_length"], out["embedding_id"] = 2, 8, embedding_ids
     out["embedding_length"], out["dims"] = 4 + 4 * dims, dims
-    values = np.frombuffer(rows["vector"].tobytes(), dtype="<f4").reshape(rows.size, dims)
     out["values"] = values
     return out

@@ -163,9 +163,9 @@ def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relati
               "no_trading_days": sql.Literal(int(NO_TRADING_DAYS))}
     # Each query reads one group of instruments through an index: JIT compilation (on by
     # default in PostgreSQL) would cost more than the query.
-    conn.execute("set jit = off")
+    conn.execute(queries.READER_NO_JIT)
     with conn.transaction():
-        conn.execute("set transaction isolation level repeatable read, read only")
+        conn.execute(queries.READER_SNAPSHOT)
         ranks = conn.execute(sql.SQL(queries.GROUP_SIZES).format(**params)).fetchall()
         seq_ranges = {rank: (first_seq, last_seq) for rank, _, _, first_seq, last_seq in ranks}
         instrument_ids = {int(rank): str(instrument_id) for rank, instrument_id, *_ in ranks}
@@ -196,4 +196,4 @@ def _stored_models(conn: psycopg.Connection, group: dict[str, sql.Composable],
         last_date=sql.Literal(dates[1] if dates else None))).fetchone()
     if any_stored and any_stored[0]:
         return sql.SQL(queries.STORED_MODELS).format(**group)
-    return sql.SQL("0::bigint")
+    return sql.SQL(queries.NONE_STORED)

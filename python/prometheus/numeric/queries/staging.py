@@ -86,8 +86,11 @@ RUN_DAYS = """
 select min(as_of_date - lookback_days), max(as_of_date) from {windows} where run_id = {run_id}
 """
 
-# -- reading a run's windows (windows.py); every query reads the run through its
-# (run_id, window_seq) index: a group of consecutive selection ranks is a range of window_seq.
+# -- reading a run's windows (windows.py): one snapshot, read only, no JIT; every query
+# reads the run through its (run_id, window_seq) index: a group of consecutive selection
+# ranks is a range of window_seq.
+READER_NO_JIT = "set jit = off"
+READER_SNAPSHOT = "set transaction isolation level repeatable read, read only"
 GROUP_SIZES = """
 select selection_rank, instrument_id, count(*), min(window_seq), max(window_seq)
 from {windows}
@@ -124,6 +127,7 @@ coalesce((
         and stored.model_id = any({models})
 ), 0)
 """
+NONE_STORED = "0::bigint"  # STORED_MODELS when no model has a vector in the group
 BOUNDS = """
 copy (
     select

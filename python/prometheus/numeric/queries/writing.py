@@ -83,30 +83,40 @@ where stored.window_spec ->> 'run_id' = %s
 on conflict (embedding_id) do update set embedding = excluded.embedding
 """
 CLEAR_ENCODED_VECTORS = "truncate encoded_vectors"
-# The companion lacks a row (it is a subset of the table's embedding_ids, by its key): made
-# on a table that held vectors already, or rows written by another tool.
+# Vectors pgvector can hold (a float32 count from 1 to its 16,000 dimensions), of the rows the
+# writer keeps in the companion: those missing there (made on a table that held vectors
+# already, or rows another writer stored or rewrote).
+# Cheap first: the companion's ids are a subset of the table's (its foreign key).
 VECTORS_MISSING = "select (select count(*) from {embeddings}) > (select count(*) from {vectors})"
+FILLABLE = """
+stored.entity_type = 'INSTRUMENT' and stored.vector is not null
+    and octet_length(stored.vector) between 4 and 64000 and octet_length(stored.vector) % 4 = 0
+    and not exists (select 1 from {vectors} as v where v.embedding_id = stored.embedding_id)
+"""
 MISSING_LENGTHS = """
-select distinct octet_length(stored.vector)
-from {embeddings} as stored
-where not exists (select 1 from {vectors} as v where v.embedding_id = stored.embedding_id)
+select distinct octet_length(stored.vector) from {embeddings} as stored where {fillable}
 """
 MISSING_VECTORS = """
 copy (
     select stored.embedding_id, stored.vector
     from {embeddings} as stored
     where stored.embedding_id > {after} and octet_length(stored.vector) = {length}
-        and not exists (select 1 from {vectors} as v where v.embedding_id = stored.embedding_id)
+        and {fillable}
     order by stored.embedding_id
     limit {limit}
 ) to stdout (format binary)
 """
+FILL_COLUMNS = "embedding_id, embedding"
+# One run fills at a time (shards start together): the others go on without waiting.
+FILL_LOCK = "select pg_try_advisory_lock(%s, hashtext('fill window vectors'))"
+FILL_UNLOCK = "select pg_advisory_unlock(%s, hashtext('fill window vectors'))"
 FILL_FROM_ENCODED = """
 insert into {vectors} (embedding_id, model_id, entity_id, as_of_date, embedding)
 select stored.embedding_id, stored.model_id, stored.entity_id, stored.as_of_date,
     encoded.embedding
 from encoded_vectors as encoded
 inner join {embeddings} as stored on stored.embedding_id = encoded.embedding_id
+order by stored.embedding_id
 on conflict (embedding_id) do nothing
 """
 
