@@ -84,7 +84,6 @@ finished_rows as (
         other.instrument_id,
         other.as_of_date,
         other.window_days,
-        other.window_status,
         other.model_ids,
         other.staged_at,
         other.run_id
@@ -103,15 +102,26 @@ finished_rows as (
 
 superseded as (
 
+    -- A newer staged row of the same window, for at least the same models, by a run not in
+    -- flight: found by a probe of the window's index per row, so the cost follows the rows.
     select older.row_id
     from finished_rows as older
-    inner join finished_rows as newer
-        on newer.instrument_id = older.instrument_id
-        and newer.as_of_date = older.as_of_date
-        and newer.window_days = older.window_days
-    where newer.window_status <> 'already_stored'
-        and (newer.staged_at, newer.run_id) > (older.staged_at, older.run_id)
-        and newer.model_ids @> older.model_ids
+    where exists (
+        select 1
+        from {{ windows }} as newer
+        where newer.instrument_id = older.instrument_id
+            and newer.as_of_date = older.as_of_date
+            and newer.window_days = older.window_days
+            and newer.window_status <> 'already_stored'
+            and (newer.staged_at, newer.run_id) > (older.staged_at, older.run_id)
+            and newer.model_ids @> older.model_ids
+            and (
+                newer.run_id = {{ sql_text(run_id) }}
+                or ({{ run_lock_key('newer.run_id') }}::bigint & 4294967295) not in (
+                    select runs_in_flight.lock_key from runs_in_flight
+                )
+            )
+    )
 
     union all
 
