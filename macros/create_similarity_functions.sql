@@ -97,6 +97,33 @@ begin
     end
     $fn$;
 
+    -- The candidates by exact distance: nearest first, ties by entity_id, as_of_date.
+    create or replace function {{ schema_ident }}.similar_windows_reranked(
+        query_id bigint, candidate_ids bigint[], k integer
+    )
+    returns table (entity_id text, as_of_date date, distance double precision)
+    language plpgsql stable
+    as $fn$
+    #variable_conflict use_column
+    begin
+        return query
+        select candidates.entity_id::text, candidates.as_of_date, exact.distance
+        from {{ vectors }} as candidates
+        cross join (
+            select query_vector.embedding::real[] as query_values
+            from {{ vectors }} as query_vector
+            where query_vector.embedding_id = query_id
+        ) as query
+        cross join lateral (
+            select {{ schema_ident }}.similar_windows_distance(
+                candidates.embedding::real[], query.query_values) as distance
+        ) as exact
+        where candidates.embedding_id = any(candidate_ids) and exact.distance is not null
+        order by exact.distance, candidates.entity_id, candidates.as_of_date
+        limit k;
+    end
+    $fn$;
+
     create or replace function {{ schema_ident }}.similar_windows(
         query_entity_id text, query_as_of_date date, query_model_id text, k integer,
         exclude_same_instrument boolean default false,
@@ -114,9 +141,7 @@ begin
         -- Every window of the model and dimension but the key, with pgvector's distance.
         ranked text := format($sql$
             select
-                windows.entity_id::text as entity_id,
-                windows.as_of_date,
-                windows.embedding,
+                windows.embedding_id,
                 windows.embedding operator(%1$s.<=>) query.embedding as float_distance
             from {{ vectors }} as windows
             cross join query
@@ -127,10 +152,11 @@ begin
                 and not (coalesce($5, false) and windows.as_of_date >= $6)
                 and (windows.embedding operator(%1$s.<=>) query.embedding) <> 'NaN'
         $sql$, vector_schema);
+        candidate_ids bigint[];
     begin
-        return query execute format($sql$
+        execute format($sql$
             with query as (
-                select embedding, embedding::real[] as query_values
+                select embedding, cardinality(embedding::real[]) as dims
                 from {{ vectors }}
                 where embedding_id = $1
             ),
@@ -145,7 +171,7 @@ begin
                 select
                     coalesce(max(float_distance) filter (where position = $7),
                         max(float_distance))
-                    + 2 * $8 * (select cardinality(query_values) from query) as within,
+                    + 2 * $8 * (select dims from query) as within,
                     max(float_distance) as last_distance
                 from (
                     select float_distance, row_number() over (order by float_distance) as position
@@ -155,30 +181,24 @@ begin
             -- The first candidates, unless windows past them are as close as the k-th
             -- could be: then (rarely) every window that close, in a second scan.
             candidates as (
-                select nearest.entity_id, nearest.as_of_date, nearest.embedding
+                select nearest.embedding_id
                 from nearest
                 where (select last_distance > within from bounds)
                 union all
-                select close.entity_id, close.as_of_date, close.embedding
+                select close.embedding_id
                 from (%1$s) as close
                 where (select last_distance <= within from bounds)
                     and close.float_distance <= (select within from bounds)
             )
-            select candidates.entity_id, candidates.as_of_date, exact.distance
-            from candidates
-            cross join query
-            cross join lateral (
-                select {{ schema_ident }}.similar_windows_distance(
-                    candidates.embedding::real[], query.query_values) as distance
-            ) as exact
-            where exact.distance is not null
-            order by exact.distance, candidates.entity_id, candidates.as_of_date
-            limit $7
+            select array_agg(embedding_id) from candidates
         $sql$, ranked)
+        into candidate_ids
         using query_id, query_entity_id, query_model_id, exclude_same_instrument,
             before_as_of_only, query_as_of_date, k,
             -- pgvector's float32 error per dimension (the macro's notes).
             4 * 2 ^ -24;
+        return query select * from {{ schema_ident }}.similar_windows_reranked(
+            query_id, candidate_ids, k);
     end
     $fn$;
 
@@ -197,6 +217,7 @@ begin
             select extnamespace::regnamespace::text from pg_extension where extname = 'vector'
         );
         dims integer;
+        candidate_ids bigint[];
     begin
         execute format('select %s.vector_dims(embedding) from {{ vectors }}'
             ' where embedding_id = $1', vector_schema)
@@ -211,36 +232,29 @@ begin
         exception when others then
             null;
         end;
-        return query execute format($sql$
-            with query as (
-                select embedding, embedding::real[] as query_values
-                from {{ vectors }}
-                where embedding_id = $1
-            ),
-            candidates as (
-                select windows.entity_id::text as entity_id, windows.as_of_date, windows.embedding
+        execute format($sql$
+            select array_agg(nearest.embedding_id)
+            from (
+                select windows.embedding_id
                 from {{ vectors }} as windows
                 where %1$s.vector_dims(windows.embedding) = %2$s
                     and windows.model_id = $3
                     and windows.embedding_id <> $1
                     and not (coalesce($4, false) and windows.entity_id = $2)
                     and not (coalesce($5, false) and windows.as_of_date >= $6)
-                order by windows.embedding::%1$s.vector(%2$s)
-                    operator(%1$s.<=>) (select embedding::%1$s.vector(%2$s) from query)
+                order by windows.embedding::%1$s.vector(%2$s) operator(%1$s.<=>) (
+                    select query.embedding::%1$s.vector(%2$s)
+                    from {{ vectors }} as query
+                    where query.embedding_id = $1
+                )
                 limit $7
-            )
-            select candidates.entity_id, candidates.as_of_date, exact.distance
-            from candidates
-            cross join query
-            cross join lateral (
-                select {{ schema_ident }}.similar_windows_distance(
-                    candidates.embedding::real[], query.query_values) as distance
-            ) as exact
-            where exact.distance is not null and exact.distance <> 'NaN'
-            order by exact.distance, candidates.entity_id, candidates.as_of_date
+            ) as nearest
         $sql$, vector_schema, dims)
+        into candidate_ids
         using query_id, query_entity_id, query_model_id, exclude_same_instrument,
             before_as_of_only, query_as_of_date, k;
+        return query select * from {{ schema_ident }}.similar_windows_reranked(
+            query_id, candidate_ids, k);
     end
     $fn$;
 end

@@ -229,41 +229,47 @@ def session_database(server_env: dict[str, str], kind: str) -> Database:  # one 
                      f"pt_{kind}_{SESSION}")
 
 
+@contextlib.contextmanager
+def database_copy(server_env: dict[str, str], kind: str,
+                  template: Database | None = None) -> Iterator[Database]:
+    """A database of this worker, empty or a copy of a template, dropped afterwards."""
+    database = session_database(server_env, kind)
+    create_database(server_env, database.name, template.name if template else None)
+    try:
+        yield database
+    finally:
+        drop_database(database)
+
+
 @pytest.fixture(scope="session")
 def demo_template(server_env: dict[str, str]) -> Iterator[Database]:
     """The demo market with the project deployed, nothing staged or stored."""
-    database = session_database(server_env, "demo_template")
-    create_database(server_env, database.name)
-    with database.connect() as conn:
-        load_demo(conn, "public", MarketShape())
-    deploy = database.backfill("--as-of", "2025-01-31", "--instrument-id", "US_EQ_0001",
-                               "--no-tests")
-    assert deploy.returncode == 0, deploy.stderr
-    with database.connect() as conn:
-        conn.execute("truncate numeric_window_embeddings, analytics.numeric_windows cascade")
-        conn.execute("vacuum analyze")
-    yield database
-    drop_database(database)
+    with database_copy(server_env, "demo_template") as database:
+        with database.connect() as conn:
+            load_demo(conn, "public", MarketShape())
+        deploy = database.backfill("--as-of", "2025-01-31", "--instrument-id", "US_EQ_0001",
+                                   "--no-tests")
+        assert deploy.returncode == 0, deploy.stderr
+        with database.connect() as conn:
+            conn.execute("truncate numeric_window_embeddings, analytics.numeric_windows cascade")
+            conn.execute("vacuum analyze")
+        yield database
 
 
 @pytest.fixture(scope="session")
 def small_template(server_env: dict[str, str]) -> Iterator[Database]:
     """SMALL_MARKET loaded, the project not deployed."""
-    database = session_database(server_env, "small_template")
-    create_database(server_env, database.name)
-    with database.connect() as conn:
-        load_demo(conn, "public", SMALL_MARKET)
-    yield database
-    drop_database(database)
+    with database_copy(server_env, "small_template") as database:
+        with database.connect() as conn:
+            load_demo(conn, "public", SMALL_MARKET)
+        yield database
 
 
 @pytest.fixture(scope="session")
 def demo_db(server_env: dict[str, str], demo_template: Database) -> Iterator[Database]:
     """The demo market, deployed, shared by the tests that only add to it."""
-    database = session_database(server_env, "demo")
-    create_database(server_env, database.name, demo_template.name)
-    yield database
-    drop_database(database)
+    with database_copy(server_env, "demo", demo_template) as database:
+        yield database
 
 
 @pytest.fixture(scope="session")
@@ -277,24 +283,18 @@ def original_run(demo_db: Database) -> CliResult:
 @pytest.fixture()
 def scratch_db(server_env: dict[str, str], demo_template: Database) -> Iterator[Database]:
     """A fresh copy of the deployed demo market, for a test that changes it."""
-    database = session_database(server_env, "scratch")
-    create_database(server_env, database.name, demo_template.name)
-    yield database
-    drop_database(database)
+    with database_copy(server_env, "scratch", demo_template) as database:
+        yield database
 
 
 @pytest.fixture()
 def small_db(server_env: dict[str, str], small_template: Database) -> Iterator[Database]:
     """A fresh copy of SMALL_MARKET, not deployed."""
-    database = session_database(server_env, "small")
-    create_database(server_env, database.name, small_template.name)
-    yield database
-    drop_database(database)
+    with database_copy(server_env, "small", small_template) as database:
+        yield database
 
 
 @pytest.fixture()
 def empty_db(server_env: dict[str, str]) -> Iterator[Database]:
-    database = session_database(server_env, "empty")
-    create_database(server_env, database.name)
-    yield database
-    drop_database(database)
+    with database_copy(server_env, "empty") as database:
+        yield database

@@ -12,7 +12,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from conftest import Database, create_database, drop_database, session_database
+from conftest import Database, database_copy
 
 MODEL = "num-stab-core-v1"
 OTHER_MODEL = "num-portfolio-core-v1"
@@ -23,13 +23,11 @@ RANGE = ["--start-date", "2025-01-02", "--end-date", "2025-01-31", "--market-id"
 @pytest.fixture(scope="module")
 def vectors_db(server_env: dict[str, str], demo_template: Database) -> Iterator[Database]:
     """A range of two models stored with pgvector on (the private server has it)."""
-    database = session_database(server_env, "similar")
-    create_database(server_env, database.name, demo_template.name)
-    for model in (MODEL, OTHER_MODEL):
-        result = database.backfill(*RANGE, "--model-id", model)
-        assert result.returncode == 0, result.stderr
-    yield database
-    drop_database(database)
+    with database_copy(server_env, "similar", demo_template) as database:
+        for model in (MODEL, OTHER_MODEL):
+            result = database.backfill(*RANGE, "--model-id", model)
+            assert result.returncode == 0, result.stderr
+        yield database
 
 
 def stored_vectors(db: Database, model_id: str) -> tuple[list[tuple[str, dt.date]], np.ndarray]:

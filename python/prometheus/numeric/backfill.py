@@ -83,18 +83,17 @@ def encode_and_store(relations: Relations, run_id: str, specs: list[ModelSpec],
                                request.batch_size)
         # One batch at a time: read, encode, write (overlapping them gained nothing end to
         # end on the bench; docs/performance.md).
-        encoded = ((batch.windows, [encode(batch.features, spec) for spec in specs])
-                   for batch in batches)
-        with contextlib.closing(encoded):
-            for windows, vectors in encoded:
+        with contextlib.closing(batches):
+            for batch in batches:
+                vectors = [encode(batch.features, spec) for spec in specs]
                 with writer_conn.transaction(force_rollback=request.dry_run):
                     for model_bit, (spec, model_vectors) in enumerate(
                             zip(specs, vectors, strict=True)):
-                        written = writer.write(windows, model_vectors, spec,
+                        written = writer.write(batch.windows, model_vectors, spec,
                                                request.window_days, model_bit)
                         total.vectors += written.vectors
                         total.refreshed += written.refreshed
-                progress.advance(len(windows) * len(specs))
+                progress.advance(len(batch.windows) * len(specs))
     return total
 
 

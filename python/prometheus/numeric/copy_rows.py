@@ -95,7 +95,7 @@ def window_specs(batch: StagedWindows, spec: ModelSpec, window_days: int,
     return np.hstack(parts)
 
 
-def _be(values: NDArray[np.generic] | int, dtype: str, n: int) -> NDArray[np.uint8]:
+def big_endian(values: NDArray[np.generic] | int, dtype: str, n: int) -> NDArray[np.uint8]:
     """A big-endian integer column (or constant) as (n, size) bytes."""
     column = np.broadcast_to(np.asarray(values, dtype=dtype), (n,))
     return np.ascontiguousarray(column).view(np.uint8).reshape(n, -1)
@@ -135,39 +135,47 @@ def copy_rows(batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpe
     def columns(rows: NDArray[np.intp], entity_ids: NDArray[np.uint8],
                 length: int) -> list[NDArray[np.uint8]]:
         count = rows.size
-        ids = [] if embedding_ids is None else [_be(8, ">i4", count),
-                                                _be(embedding_ids[rows], ">i8", count)]
+        ids = [] if embedding_ids is None else [big_endian(8, ">i4", count),
+                                                big_endian(embedding_ids[rows], ">i8", count)]
         return [
-            _be(6 + (embedding_ids is not None), ">i2", count), *ids,
-            _be(len(ENTITY_TYPE), ">i4", count), _ascii(np.full(count, ENTITY_TYPE), 10),
-            _be(length, ">i4", count), entity_ids,
-            _be(specs_text.shape[1] + 1, ">i4", count), _be(JSONB_VERSION, "u1", count),
-            specs_text[rows],
-            _be(4, ">i4", count), _be(batch.bounds["as_of_date"][rows], ">i4", count),
-            _be(len(model), ">i4", count), _ascii(np.full(count, model), len(model)),
-            _be(vector_bytes.shape[1], ">i4", count), vector_bytes[rows],
+            big_endian(6 + (embedding_ids is not None), ">i2", count), *ids,
+            big_endian(len(ENTITY_TYPE), ">i4", count), _ascii(np.full(count, ENTITY_TYPE), 10),
+            big_endian(length, ">i4", count), entity_ids,
+            big_endian(specs_text.shape[1] + 1, ">i4", count),
+            big_endian(JSONB_VERSION, "u1", count), specs_text[rows],
+            big_endian(4, ">i4", count),
+            big_endian(batch.bounds["as_of_date"][rows], ">i4", count),
+            big_endian(len(model), ">i4", count), _ascii(np.full(count, model), len(model)),
+            big_endian(vector_bytes.shape[1], ">i4", count), vector_bytes[rows],
         ]
     return _rows_by_entity_length(batch, columns)
 
 
+def pgvector_values(vectors: NDArray[np.float32]) -> NDArray[np.uint8]:
+    """Each vector as one COPY BINARY field of pgvector's `vector`, length word included:
+    (n, 8 + 4 * dims) bytes. The format: int16 dimensions, int16 unused, then big-endian
+    float32 values (the same bits as the little-endian bytea)."""
+    count, dims = vectors.shape
+    values = np.ascontiguousarray(vectors, dtype=">f4").view(np.uint8).reshape(count, -1)
+    return np.hstack([big_endian(4 + values.shape[1], ">i4", count), big_endian(dims, ">i2", count),
+                      big_endian(0, ">i2", count), values])
+
+
 def vector_rows(batch: StagedWindows, vectors: NDArray[np.float32], model_id: str,
                 embedding_ids: NDArray[np.int64]) -> memoryview:
-    """Rows of queries.VECTOR_COLUMNS: the vectors in pgvector's binary form (int16
-    dimensions, int16 unused, then big-endian float32 values: the same bits as the bytea)."""
-    dims = vectors.shape[1]
-    values = np.ascontiguousarray(vectors, dtype=">f4").view(np.uint8).reshape(len(batch), -1)
+    """Rows of queries.VECTOR_COLUMNS: the batch's vectors as pgvector values."""
+    values = pgvector_values(vectors)
     model = model_id.encode()
 
     def columns(rows: NDArray[np.intp], entity_ids: NDArray[np.uint8],
                 length: int) -> list[NDArray[np.uint8]]:
         count = rows.size
         return [
-            _be(5, ">i2", count),
-            _be(8, ">i4", count), _be(embedding_ids[rows], ">i8", count),
-            _be(len(model), ">i4", count), _ascii(np.full(count, model), len(model)),
-            _be(length, ">i4", count), entity_ids,
-            _be(4, ">i4", count), _be(batch.bounds["as_of_date"][rows], ">i4", count),
-            _be(4 + values.shape[1], ">i4", count), _be(dims, ">i2", count),
-            _be(0, ">i2", count), values[rows],
+            big_endian(5, ">i2", count),
+            big_endian(8, ">i4", count), big_endian(embedding_ids[rows], ">i8", count),
+            big_endian(len(model), ">i4", count), _ascii(np.full(count, model), len(model)),
+            big_endian(length, ">i4", count), entity_ids,
+            big_endian(4, ">i4", count), big_endian(batch.bounds["as_of_date"][rows], ">i4", count),
+            values[rows],
         ]
     return _rows_by_entity_length(batch, columns)

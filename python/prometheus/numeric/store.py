@@ -75,6 +75,7 @@ class EmbeddingWriter:
                 self._execute(queries.VERIFY_UNFINGERPRINTED)
                 written.refreshed = self._execute(queries.UPSERT, queries.REFRESH_OUTDATED)
                 written.vectors += written.refreshed
+            self._conn.execute(queries.CLEAR_ENCODED)
             self._follow_upserts(batch.subset(stored), vectors[stored], spec)
         # With --skip-existing, keys stored and current are left as they are.
         self._check(written.vectors, len(batch), spec, at_most=not self._replace)
@@ -91,6 +92,7 @@ class EmbeddingWriter:
             self._stage_encoded(batch, vectors, spec, window_days)
             written = self._execute(queries.UPSERT,
                                     queries.REPLACE if self._replace else queries.KEEP)
+            self._conn.execute(queries.CLEAR_ENCODED)
             self._follow_upserts(batch, vectors, spec)
             return written
 
@@ -127,7 +129,6 @@ class EmbeddingWriter:
                         spec: ModelSpec) -> None:
         """The companion takes the vectors of the upserted rows this run wrote (rows an
         upsert kept are left as they are)."""
-        self._conn.execute(queries.CLEAR_ENCODED)
         companion = self._companion(vectors)
         if companion is None:
             return

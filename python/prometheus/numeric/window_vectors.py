@@ -13,10 +13,11 @@ import logging
 
 import numpy as np
 import psycopg
+from numpy.typing import NDArray
 from psycopg import sql
 
 from prometheus.numeric import queries
-from prometheus.numeric.copy_rows import PGCOPY_HEADER
+from prometheus.numeric.copy_rows import PGCOPY_HEADER, big_endian, pgvector_values
 from prometheus.numeric.windows import PGCOPY_TRAILER, copy_row_dtype, read_copy_rows
 
 log = logging.getLogger("prometheus.numeric.window_vectors")
@@ -85,22 +86,17 @@ def _fill_length(conn: psycopg.Connection, relations: dict[str, sql.Composable],
                     relation=sql.Identifier("encoded_vectors"),
                     columns=sql.SQL(queries.FILL_COLUMNS))) as copy:
                 copy.write(PGCOPY_HEADER)
-                copy.write(_encoded_rows(rows["embedding_id"][finite], values[finite]).data)
+                encoded = _encoded_rows(rows["embedding_id"][finite], values[finite])
+                copy.write(encoded.reshape(-1).data)
                 copy.write(PGCOPY_TRAILER)
             filled += conn.execute(sql.SQL(queries.FILL_FROM_ENCODED).format(
                 **relations)).rowcount
         after = rows["embedding_id"][-1]
 
 
-def _encoded_rows(embedding_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """COPY BINARY rows of (FILL_COLUMNS): each vector's float32 values in pgvector's binary
-    form (int16 dims, int16 unused, big-endian float32)."""
-    count, dims = values.shape
-    out = np.zeros(count, dtype=np.dtype([
-        ("field_count", ">i2"), ("id_length", ">i4"), ("embedding_id", ">i8"),
-        ("embedding_length", ">i4"), ("dims", ">i2"), ("unused", ">i2"),
-        ("values", ">f4", (dims,))]))
-    out["field_count"], out["id_length"], out["embedding_id"] = 2, 8, embedding_ids
-    out["embedding_length"], out["dims"] = 4 + 4 * dims, dims
-    out["values"] = values
-    return out
+def _encoded_rows(embedding_ids: NDArray[np.int64], values: NDArray[np.float32]
+                  ) -> NDArray[np.uint8]:
+    """COPY BINARY rows of (FILL_COLUMNS): an id and the vector as a pgvector value."""
+    count = values.shape[0]
+    return np.hstack([big_endian(2, ">i2", count), big_endian(8, ">i4", count),
+                      big_endian(embedding_ids, ">i8", count), pgvector_values(values)])

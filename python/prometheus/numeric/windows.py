@@ -9,7 +9,7 @@ bounded by the group, whatever the number of windows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,7 +152,7 @@ def gather_windows(bounds: np.ndarray, history: np.ndarray, window_days: int,
 
 def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relation: str,
                  run_id: str, window_days: int, embeddings_relation: str, models: list[str],
-                 batch_windows: int = BATCH_WINDOWS) -> Iterator[WindowBatch]:
+                 batch_windows: int = BATCH_WINDOWS) -> Generator[WindowBatch, None, None]:
     """Yield the run's 'ok' windows, instrument by instrument, at most batch_windows at once,
     each with the bit mask of the models that already have its vector (stored_models).
 
