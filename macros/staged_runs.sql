@@ -23,14 +23,12 @@ select 1
 
 
 {#
-  SQL counting the windows this run staged that it reads back (what the numeric_windows
-  post-hook compares with the table's size to decide on an ANALYZE); windows found already
-  stored are left out: only one test reads them.
+  SQL counting the windows this run staged (what the numeric_windows post-hook compares with
+  the table's size to decide on an ANALYZE).
 #}
 {% macro staged_run_rows() -%}
 select count(*) from {{ this }}
 where run_id = {{ sql_text(numeric_window_params().run_id) }}
-    and window_status <> 'already_stored'
 {%- endmacro %}
 
 
@@ -43,10 +41,9 @@ where run_id = {{ sql_text(numeric_window_params().run_id) }}
 {#
   Deletes what the finished run run_id supersedes: for each window it staged (instrument,
   as_of_date, window_days), a row of a run not in flight goes when a newer row of the same
-  window, staged (not 'already_stored') for at least the same model_ids, exists; so each
-  window keeps its latest staging per set of models, and what a row says (why a window was
-  skipped, filled, stale) stays true for its models. The run's own 'already_stored' rows go
-  too: they describe nothing once its checks have run. Rows of runs in flight stay.
+  window, staged for at least the same model_ids, exists; so each window keeps its latest
+  staging per set of models, and what a row says (why a window was skipped, filled, stale)
+  stays true for its models. Rows of runs in flight stay.
 #}
 {% macro prune_superseded_windows(run_id, relation=none) -%}
 {%- set windows = relation or ref('numeric_windows') -%}
@@ -54,12 +51,7 @@ with
 
 runs_in_flight as (
 
-    select objid::bigint as lock_key
-    from pg_locks
-    where locktype = 'advisory'
-        and classid = {{ advisory_lock_namespace() }}
-        and objsubid = 2
-        and database = (select oid from pg_database where datname = current_database())
+    {{ runs_in_flight() }}
 
 ),
 
@@ -72,7 +64,6 @@ finished_keys as (
 
     from {{ windows }}
     where run_id = {{ sql_text(run_id) }}
-        and window_status <> 'already_stored'
 
 ),
 
@@ -112,7 +103,6 @@ superseded as (
         where newer.instrument_id = older.instrument_id
             and newer.as_of_date = older.as_of_date
             and newer.window_days = older.window_days
-            and newer.window_status <> 'already_stored'
             and (newer.staged_at, newer.run_id) > (older.staged_at, older.run_id)
             and newer.model_ids @> older.model_ids
             and (
@@ -123,13 +113,6 @@ superseded as (
             )
     )
 
-    union all
-
-    select own.ctid as row_id
-    from {{ windows }} as own
-    where own.run_id = {{ sql_text(run_id) }}
-        and own.window_status = 'already_stored'
-
 )
 
 delete from {{ windows }}
@@ -137,10 +120,34 @@ where ctid in (select superseded.row_id from superseded)
 {%- endmacro %}
 
 
+{# The lock keys of the runs in flight (run_lock_key of their run_id, as pg_locks shows it). #}
+{% macro runs_in_flight() -%}
+    select objid::bigint as lock_key
+    from pg_locks
+    where locktype = 'advisory'
+        and classid = {{ advisory_lock_namespace() }}
+        and objsubid = 2
+        and database = (select oid from pg_database where datname = current_database())
+{%- endmacro %}
+
+
+{#
+  Deletes the rows of int_windows_already_stored that the finished run run_id listed (they
+  describe nothing once its counts and checks are done), and those of runs not in flight
+  (crashed ones).
+#}
+{% macro forget_already_stored(run_id) -%}
+delete from {{ ref('int_windows_already_stored') }}
+where run_id = {{ sql_text(run_id) }}
+    or ({{ run_lock_key('run_id') }}::bigint & 4294967295) not in ({{ runs_in_flight() }})
+{%- endmacro %}
+
+
 {# Post-hook of numeric_windows: a plain `dbt run` finishes here, so it prunes now. #}
 {% macro prune_after_dbt_run() -%}
 {%- if is_incremental() and not var('run_in_flight', false) -%}
-{{ prune_superseded_windows(numeric_window_params().run_id, this) }}
+{{ prune_superseded_windows(numeric_window_params().run_id, this) }};
+{{ forget_already_stored(numeric_window_params().run_id) }}
 {%- else -%}
 select 1
 {%- endif -%}
@@ -149,12 +156,13 @@ select 1
 
 {#
   `dbt run-operation prune_finished_run --args '{run_id: ...}'`: the CLI, when its run is
-  done: the staged rows it supersedes, and the change log's entries no vector is outdated by
+  done: the staged rows it supersedes, the keys it found already stored, and the change log's entries no vector is outdated by
   any more (macros/outdated_keys.sql), in one transaction.
 #}
 {% macro prune_finished_run(run_id) -%}
 {%- call statement('prune_finished_run', auto_begin=true) -%}
 {{ prune_superseded_windows(run_id) }};
+{{ forget_already_stored(run_id) }};
 {{ prune_resolved_changes() }}
 {%- endcall -%}
 {%- do adapter.commit() -%}

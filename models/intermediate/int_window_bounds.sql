@@ -17,6 +17,7 @@ requests as (
 already_stored as (
 
     select * from {{ ref('int_windows_already_stored') }}
+    where run_id = {{ sql_text(params.run_id) }}
 
 ),
 

@@ -1,13 +1,22 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook=["{{ set_staging_settings() }}", "{{ forget_staged_run() }}"],
+    )
+}}
 {%- set params = numeric_window_params() -%}
 {%- set model_ids = var('skip_existing_model_ids', []) -%}
 {%- set model_ids = [model_ids] if model_ids is string else model_ids | unique | list -%}
 
 -- With the var skip_existing_model_ids (the CLI's --skip-existing), the run's requests that
--- every one of those models already has a current vector for: they are listed, not
--- bounded, so a re-run of a finished backfill costs a key lookup per window. A vector is
--- current when its fingerprint names the registry's encoder and dim and outdated_embeddings
--- does not list it; one without a fingerprint is staged, and verified by the encoder.
--- Without the var, none.
+-- every one of those models already has a current vector for: they are listed here, not
+-- bounded nor staged in numeric_windows, so a re-run of a finished backfill costs a key
+-- lookup and a narrow row per window. A table, keyed by run_id like numeric_windows: the
+-- run's counts and int_window_bounds read the run's rows; a finished run's rows go
+-- (macros/staged_runs.sql). A vector is current when its fingerprint names the registry's
+-- encoder and dim and outdated_embeddings does not list it; one without a fingerprint is
+-- staged, and verified by the encoder. Without the var, none.
 
 with
 
@@ -74,7 +83,12 @@ current_keys as (
 
 final as (
 
-    select requests.window_seq
+    select
+        requests.run_id,
+        requests.window_seq,
+        requests.instrument_id,
+        requests.as_of_date,
+        requests.lookback_days
 
     from requests
     inner join current_keys

@@ -41,9 +41,6 @@ windows_per_model as (
 
     from staged_windows
     cross join lateral unnest(staged_windows.model_ids) as window_models (model_id)
-    -- A --skip-existing run that found the vector stored did not stage the window:
-    -- the run that did stays the latest.
-    where staged_windows.window_status <> 'already_stored'
 
 ),
 

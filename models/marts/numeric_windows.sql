@@ -14,26 +14,17 @@
 {%- set model_ids = var('model_ids', []) -%}
 {%- set model_ids = [model_ids] if model_ids is string else model_ids -%}
 
--- The staged windows, one row per run, instrument and as-of date: the bounded windows
--- (int_window_bounds) and the requests --skip-existing found stored ('already_stored').
--- The encoder gathers each 'ok' window's values by its first and last valid_row_number
--- (numeric_window_values lists them). Rows are keyed by run_id, so concurrent runs never
--- read each other's windows; a finished run's rows replace older runs' rows of the same
--- windows (macros/staged_runs.sql), so the table follows the windows, not the runs.
+-- depends_on: {{ ref('int_windows_already_stored') }} (its post-hook prunes that table too)
+
+-- The staged windows, one row per run, instrument and as-of date, bounded by the window rule
+-- (int_window_bounds; with --skip-existing, the keys already stored are left out: they are
+-- in int_windows_already_stored). The encoder gathers each 'ok' window's values by its first
+-- and last valid_row_number (numeric_window_values lists them). Rows are keyed by run_id, so
+-- concurrent runs never read each other's windows; a finished run's rows replace older
+-- runs' rows of the same windows (macros/staged_runs.sql), so the table follows the windows,
+-- not the runs.
 
 with
-
-requests as (
-
-    select * from {{ ref('int_window_requests') }}
-
-),
-
-already_stored as (
-
-    select * from {{ ref('int_windows_already_stored') }}
-
-),
 
 bounded as (
 
@@ -41,47 +32,14 @@ bounded as (
 
 ),
 
-stored_requests as (
-
-    select
-        requests.run_id,
-        requests.window_seq,
-        requests.instrument_id,
-        requests.market_id,
-        requests.selection_rank,
-        requests.as_of_date,
-        requests.window_days,
-        requests.lookback_days,
-        requests.min_rows,
-        null::integer as rows_observed,
-        null::integer as rows_filled,
-        null::bigint as first_row_number,
-        null::bigint as last_row_number,
-        null::date as start_date,
-        null::date as end_date,
-        null::integer as rows_rejected,
-        null::integer as trading_days_after_end,
-        null::boolean as is_stale,
-        'already_stored' as window_status
-
-    from requests
-    inner join already_stored
-        on already_stored.window_seq = requests.window_seq
-
-),
-
 final as (
 
     select
-        staged.*,
+        bounded.*,
         array[{{ sql_text_list(model_ids) }}]::text[] as model_ids,
         now() as staged_at
 
-    from (
-        select * from bounded
-        union all
-        select * from stored_requests
-    ) as staged
+    from bounded
 
 )
 

@@ -1,7 +1,8 @@
 {#
-  Fails every staged 'ok' (or 'already_stored') window that lacks a stored vector for one of
-  the model_ids of its run; a window staged without model ids (a plain `dbt run`) fails when
-  its key has no vector of any model ("every window stored").
+  Fails every staged 'ok' window that lacks a stored vector for one of the model_ids of its
+  run; a window staged without model ids (a plain `dbt run`) fails when its key has no
+  vector of any model ("every window stored"). The keys --skip-existing found stored are
+  not staged: they were found with their vectors.
 
   scope 'run': only the rows of the var run_id (the CLI's own run checks, severity error);
   nothing without that var. scope 'all': every staged row, and only without the var run_id
@@ -34,7 +35,7 @@ expected as (
             as model_id
 
     from {{ model }}
-    where {{ status_column }} in ('ok', 'already_stored')
+    where {{ status_column }} = 'ok'
         and {{ in_scope }}
 
 ),

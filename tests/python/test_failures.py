@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import re
 import signal
 import subprocess
 import sys
@@ -134,7 +135,7 @@ def _wait_for_stored(process: subprocess.Popen[str]) -> list[str]:
     assert process.stderr is not None
     for line in process.stderr:
         lines.append(line)
-        if "stored" in line:
+        if re.search(r"stored \d+ of \d+ vectors", line):  # a batch committed
             return lines
     raise AssertionError("the run ended before storing a batch: " + "".join(lines))
 

@@ -20,6 +20,14 @@ def staged(db: Database) -> dict[str, int]:
     return {run_id: count for run_id, count in rows}
 
 
+def listed(db: Database) -> dict[str, int]:
+    """Rows of int_windows_already_stored (keys --skip-existing found stored) per run."""
+    with db.connect() as conn:
+        rows = conn.execute("select run_id, count(*) from analytics.int_windows_already_stored"
+                            " group by run_id").fetchall()
+    return {run_id: count for run_id, count in rows}
+
+
 def test_the_same_range_three_times_keeps_one_run_of_rows(scratch_db: Database) -> None:
     runs = []
     for _ in range(3):
@@ -30,33 +38,50 @@ def test_the_same_range_three_times_keeps_one_run_of_rows(scratch_db: Database) 
             after_one = sum(staged(scratch_db).values())
     assert after_one == 40 * 13  # 40 instruments x 13 trading days (01-20 is a holiday)
     assert staged(scratch_db) == {runs[-1]["run_id"]: after_one}  # at most 1.2x: exactly 1x
-    # --skip-existing lists the stored windows, stages again those without a vector (too
-    # little history): when it is done its 'already_stored' rows go, its staged rows
-    # supersede the older ones, the other windows keep theirs.
+    # --skip-existing lists the stored windows (not staged), stages again those without a
+    # vector (too little history): when it is done its list goes, its staged rows supersede
+    # the older ones, the other windows keep theirs.
     skipped = scratch_db.backfill(*RANGE, "--skip-existing")
     assert skipped.returncode == 0, skipped.stderr
     embedded, short = int(runs[-1]["embedded"]), int(runs[-1]["skipped"])
     assert skipped.summary()["already_stored"] == str(embedded) and short > 0
+    assert skipped.summary()["instruments"] == "40" and skipped.summary()["as_of_dates"] == "13"
     assert staged(scratch_db) == {runs[-1]["run_id"]: embedded,
                                   skipped.summary()["run_id"]: short}
+    assert listed(scratch_db) == {}
 
 
 def test_rows_of_a_run_in_flight_stay_until_it_finishes(scratch_db: Database) -> None:
     # A run in flight: its rows staged, its lock held (as the CLI holds it until its end).
+    in_flight = {"run_id": "in-flight", "as_of": "2025-01-24", "market_id": "US_EQ",
+                 "limit": 40, "window_days": 21, "model_ids": ["num-stab-core-v1"],
+                 "run_in_flight": True}
     with scratch_db.dbt_runner() as dbt:
-        dbt.invoke(["run", "--select", "numeric_windows"],
-                   {"run_id": "in-flight", "as_of": "2025-01-24", "market_id": "US_EQ",
-                    "limit": 40, "window_days": 21, "model_ids": ["num-stab-core-v1"],
-                    "run_in_flight": True})
+        dbt.invoke(["run", "--select", "numeric_windows"], in_flight)
     with scratch_db.connect() as holder:
         holder.execute(queries.RUN_IN_FLIGHT_LOCK, (queries.LOCK_NAMESPACE, "in-flight"))
         newer = scratch_db.backfill(*RANGE)
         assert newer.returncode == 0, newer.stderr
         assert staged(scratch_db)["in-flight"] == 40  # superseded, but still in flight
+        # Staged again with --skip-existing: the keys newer stored are listed, not staged.
+        with scratch_db.dbt_runner() as dbt:
+            dbt.invoke(["run", "--select", "int_windows_already_stored", "numeric_windows"],
+                       {**in_flight, "skip_existing_model_ids": ["num-stab-core-v1"]})
+        stored = scratch_db.value(
+            "select count(*) from analytics.numeric_windows where run_id = %s"
+            " and as_of_date = '2025-01-24' and window_status = 'ok'",
+            (newer.summary()["run_id"],))
+        assert 0 < stored < 40
+        assert listed(scratch_db) == {"in-flight": stored}
+        assert staged(scratch_db)["in-flight"] == 40 - stored
+        finished = scratch_db.backfill(*RANGE)  # another run finishes: in flight rows stay
+        assert finished.returncode == 0, finished.stderr
+        assert listed(scratch_db) == {"in-flight": stored}
     # It ended (crashed: lock released, never finished); the next finished run supersedes it.
     again = scratch_db.backfill(*RANGE)
     assert again.returncode == 0, again.stderr
     assert staged(scratch_db) == {again.summary()["run_id"]: 40 * 13}
+    assert listed(scratch_db) == {}
 
 
 def test_rows_for_other_models_are_not_superseded(scratch_db: Database) -> None:

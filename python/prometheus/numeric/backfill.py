@@ -24,6 +24,7 @@ from prometheus.numeric.encoders import encode
 from prometheus.numeric.errors import PipelineError
 from prometheus.numeric.progress import Progress
 from prometheus.numeric.project import (
+    ALREADY_STORED_NODE,
     EMBEDDINGS_SOURCE,
     REJECTED_NODE,
     RETURNS_NODE,
@@ -53,14 +54,15 @@ class Relations:
     windows: str
     returns: str
     rejected: str
+    already_stored: str  # the keys a --skip-existing run found stored (not staged)
     embeddings: str
     vectors: str | None  # the pgvector companion, when the database has it
 
     @classmethod
     def of(cls, dbt: DbtRunner, conn: psycopg.Connection) -> Relations:
         """Read after staging: dbt's on-run-start hook has made the companion if it can."""
-        names = [dbt.relation_name(node) for node in
-                 (WINDOWS_NODE, RETURNS_NODE, REJECTED_NODE, EMBEDDINGS_SOURCE)]
+        names = [dbt.relation_name(node) for node in (WINDOWS_NODE, RETURNS_NODE, REJECTED_NODE,
+                                                      ALREADY_STORED_NODE, EMBEDDINGS_SOURCE)]
         return cls(*names, companion(conn, dbt.relation_name(VECTORS_SOURCE)))
 
 
@@ -155,8 +157,12 @@ class Backfill:
 
     def count(self, conn: psycopg.Connection, relations: Relations,
               summary: BackfillSummary) -> None:
+        run_id = sql.Literal(summary.run_id)
+        run_windows = sql.SQL(queries.RUN_WINDOWS).format(
+            windows=sql.SQL(relations.windows), run_id=run_id,
+            already_stored=sql.SQL(relations.already_stored))
         params = {"windows": sql.SQL(relations.windows), "rejected": sql.SQL(relations.rejected),
-                  "run_id": sql.Literal(summary.run_id)}
+                  "run_id": run_id, "run_windows": run_windows}
         row = conn.execute(sql.SQL(queries.RUN_COUNTS).format(**params)).fetchone()
         assert row is not None
         (summary.instruments, summary.as_of_dates, summary.embedded,
@@ -187,7 +193,8 @@ class Backfill:
     def forget(self, conn: psycopg.Connection, relations: Relations, run_id: str) -> None:
         """A --dry-run leaves no staged row behind (and prunes nothing, uses up no change)."""
         conn.execute(sql.SQL(queries.FORGET_RUN).format(
-            windows=sql.SQL(relations.windows), run_id=sql.Literal(run_id)))
+            windows=sql.SQL(relations.windows), run_id=sql.Literal(run_id),
+            already_stored=sql.SQL(relations.already_stored)))
 
     def finish(self, dbt: DbtRunner, server: ResolvedServer, run_id: str) -> None:
         """The run is done: its staged rows now supersede older runs' rows of its windows,

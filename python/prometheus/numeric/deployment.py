@@ -20,13 +20,19 @@ from psycopg import sql
 
 from prometheus.numeric import queries
 from prometheus.numeric.dbt_runner import DbtRunner
-from prometheus.numeric.project import PROJECT_NAME, RETURNS_NODE, WINDOWS_NODE
+from prometheus.numeric.project import (
+    ALREADY_STORED_NODE,
+    PROJECT_NAME,
+    RETURNS_NODE,
+    WINDOWS_NODE,
+)
 
 log = logging.getLogger("prometheus.numeric.deployment")
 
 DEPLOYMENTS_TABLE = "numeric_pipeline_deployments"
 REGISTRY_SEED = "numeric_embedding_models"
 RETURNS_MODEL = "int_daily_returns_computed"
+ALREADY_STORED_MODEL = "int_windows_already_stored"
 WINDOWS_MODEL = "numeric_windows"
 # One dbt invocation deploys the seed, views and tables and stages the run's windows.
 DEPLOYED_NODES = ("+numeric_windows", "+rejected_prices", "numeric_window_values",
@@ -65,7 +71,7 @@ class Deployment:
 
     def __init__(self, dbt: DbtRunner) -> None:
         manifest = dbt.manifest()
-        nodes = [*setup_node_ids(manifest), RETURNS_NODE, WINDOWS_NODE]
+        nodes = [*setup_node_ids(manifest), RETURNS_NODE, ALREADY_STORED_NODE, WINDOWS_NODE]
         self.key = deployment_key(manifest, nodes)
         # The daily returns are incremental: rows computed by another version of the model
         # must not mix with new ones, so a changed model is rebuilt whole.
@@ -103,7 +109,8 @@ class Deployment:
                 _staging_lock(conn, shared=False, release=True)
         _staging_lock(conn, shared=True)
         log.info("run %s: staging windows with dbt", run_id)
-        dbt.invoke(["run", "--select", RETURNS_MODEL, WINDOWS_MODEL], dbt_vars)
+        dbt.invoke(["run", "--select", RETURNS_MODEL, ALREADY_STORED_MODEL, WINDOWS_MODEL],
+                   dbt_vars)
 
     def _deploy(self, conn: psycopg.Connection, dbt: DbtRunner, dbt_vars: dict[str, Any],
                 run_id: str) -> None:

@@ -11,6 +11,7 @@ from prometheus.numeric.errors import PipelineError
 
 PROJECT_NAME = "prometheus_numeric"
 WINDOWS_NODE = f"model.{PROJECT_NAME}.numeric_windows"
+ALREADY_STORED_NODE = f"model.{PROJECT_NAME}.int_windows_already_stored"
 REJECTED_NODE = f"model.{PROJECT_NAME}.rejected_prices"
 RETURNS_NODE = f"model.{PROJECT_NAME}.int_daily_returns_computed"
 EMBEDDINGS_SOURCE = f"source.{PROJECT_NAME}.embeddings.numeric_window_embeddings"

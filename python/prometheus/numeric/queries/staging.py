@@ -37,6 +37,17 @@ on conflict (deployment_key) do update set deployed_at = now()
 """
 
 # -- what a run staged (backfill.py)
+# The run's windows: those it staged (numeric_windows) and, with --skip-existing, the keys it
+# found already stored (int_windows_already_stored: listed, not staged).
+RUN_WINDOWS = """
+select instrument_id, as_of_date, lookback_days, window_status, rows_filled, is_stale
+from {windows}
+where run_id = {run_id}
+union all
+select instrument_id, as_of_date, lookback_days, 'already_stored', null, null
+from {already_stored}
+where run_id = {run_id}
+"""
 RUN_COUNTS = """
 select
     count(distinct instrument_id),
@@ -46,8 +57,7 @@ select
     count(*) filter (where rows_filled > 0),
     count(*) filter (where is_stale),
     count(*) filter (where window_status = 'already_stored')
-from {windows}
-where run_id = {run_id}
+from ({run_windows}) as windows
 """
 
 RUN_OK_WINDOWS = """
@@ -62,9 +72,8 @@ from {rejected} as rejected
 where rejected.trade_date between {first_day} and {last_day}
     and exists (
         select 1
-        from {windows} as windows
-        where windows.run_id = {run_id}
-            and windows.instrument_id = rejected.instrument_id
+        from ({run_windows}) as windows
+        where windows.instrument_id = rejected.instrument_id
             and rejected.trade_date
             between windows.as_of_date - windows.lookback_days and windows.as_of_date
     )
@@ -81,9 +90,12 @@ inner join {embeddings} as stored
 where windows.run_id = {run_id} and windows.window_status = 'insufficient_history'
 """
 # A --dry-run leaves no staged row behind.
-FORGET_RUN = "delete from {windows} where run_id = {run_id}"
+FORGET_RUN = """
+delete from {windows} where run_id = {run_id};
+delete from {already_stored} where run_id = {run_id}
+"""
 RUN_DAYS = """
-select min(as_of_date - lookback_days), max(as_of_date) from {windows} where run_id = {run_id}
+select min(as_of_date - lookback_days), max(as_of_date) from ({run_windows}) as windows
 """
 
 # -- reading a run's windows (windows.py): one snapshot, read only, no JIT; every query
