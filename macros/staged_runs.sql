@@ -156,8 +156,9 @@ select 1
 
 {#
   `dbt run-operation prune_finished_run --args '{run_id: ...}'`: the CLI, when its run is
-  done: the staged rows it supersedes, the keys it found already stored, and the change log's entries no vector is outdated by
-  any more (macros/outdated_keys.sql), in one transaction.
+  done: the staged rows it supersedes, the keys it found already stored, and the change
+  log's entries no vector is outdated by any more (macros/outdated_keys.sql), in one
+  transaction.
 #}
 {% macro prune_finished_run(run_id) -%}
 {%- call statement('prune_finished_run', auto_begin=true) -%}
