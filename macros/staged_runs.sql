@@ -32,9 +32,13 @@ where run_id = {{ sql_text(numeric_window_params().run_id) }}
 {%- endmacro %}
 
 
-{# The advisory lock a run holds while in flight (Python: queries.RUN_IN_FLIGHT_LOCK). #}
+{#
+  The second key of the advisory lock a run holds while in flight (Python:
+  queries.RUN_IN_FLIGHT_LOCK), as pg_locks shows it: objid is an unsigned 32-bit oid, so the
+  signed hashtext is masked to match runs_in_flight().
+#}
 {% macro run_lock_key(run_id_sql) -%}
-    hashtext('run ' || {{ run_id_sql }})
+    (hashtext('run ' || {{ run_id_sql }})::bigint & 4294967295)
 {%- endmacro %}
 
 
@@ -85,7 +89,7 @@ finished_rows as (
         and other.as_of_date = finished_keys.as_of_date
         and other.window_days = finished_keys.window_days
     where other.run_id = {{ sql_text(run_id) }}
-        or ({{ run_lock_key('other.run_id') }}::bigint & 4294967295) not in (
+        or {{ run_lock_key('other.run_id') }} not in (
             select runs_in_flight.lock_key from runs_in_flight
         )
 
@@ -107,7 +111,7 @@ superseded as (
             and newer.model_ids @> older.model_ids
             and (
                 newer.run_id = {{ sql_text(run_id) }}
-                or ({{ run_lock_key('newer.run_id') }}::bigint & 4294967295) not in (
+                or {{ run_lock_key('newer.run_id') }} not in (
                     select runs_in_flight.lock_key from runs_in_flight
                 )
             )
@@ -139,7 +143,7 @@ where ctid in (select superseded.row_id from superseded)
 {% macro forget_already_stored(run_id) -%}
 delete from {{ ref('int_windows_already_stored') }}
 where run_id = {{ sql_text(run_id) }}
-    or ({{ run_lock_key('run_id') }}::bigint & 4294967295) not in ({{ runs_in_flight() }})
+    or {{ run_lock_key('run_id') }} not in ({{ runs_in_flight() }})
 {%- endmacro %}
 
 

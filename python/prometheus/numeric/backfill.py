@@ -167,12 +167,11 @@ class Backfill:
         assert row is not None
         (summary.instruments, summary.as_of_dates, summary.embedded,
          summary.insufficient_history, summary.filled, summary.stale,
-         summary.already_stored) = (int(value) for value in row)
+         summary.already_stored) = (int(value) for value in row[:7])
+        first_day, last_day = row[7:]
         if summary.embedded + summary.insufficient_history + summary.already_stored == 0:
             raise PipelineError(self.request.nothing_selected())
         summary.skipped = summary.insufficient_history  # the one reason to skip a window
-        first_day, last_day = conn.execute(
-            sql.SQL(queries.RUN_DAYS).format(**params)).fetchone() or (None, None)
         rejected = conn.execute(sql.SQL(queries.RUN_REJECTED_ROWS).format(
             **params, first_day=sql.Literal(first_day), last_day=sql.Literal(last_day)
         )).fetchone()

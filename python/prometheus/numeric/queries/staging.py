@@ -48,6 +48,7 @@ select instrument_id, as_of_date, lookback_days, 'already_stored', null, null
 from {already_stored}
 where run_id = {run_id}
 """
+# ... and the days their lookbacks span (where RUN_REJECTED_ROWS looks).
 RUN_COUNTS = """
 select
     count(distinct instrument_id),
@@ -56,7 +57,9 @@ select
     count(*) filter (where window_status = 'insufficient_history'),
     count(*) filter (where rows_filled > 0),
     count(*) filter (where is_stale),
-    count(*) filter (where window_status = 'already_stored')
+    count(*) filter (where window_status = 'already_stored'),
+    min(as_of_date - lookback_days),
+    max(as_of_date)
 from ({run_windows}) as windows
 """
 
@@ -93,9 +96,6 @@ where windows.run_id = {run_id} and windows.window_status = 'insufficient_histor
 FORGET_RUN = """
 delete from {windows} where run_id = {run_id};
 delete from {already_stored} where run_id = {run_id}
-"""
-RUN_DAYS = """
-select min(as_of_date - lookback_days), max(as_of_date) from ({run_windows}) as windows
 """
 
 # -- reading a run's windows (windows.py): one snapshot, read only, no JIT; every query
