@@ -10,11 +10,12 @@
 #}
 
 {#
-  Pre-hook of numeric_windows: a run re-staged under its run_id replaces its rows (a delete
-  by the run_id index).
+  Pre-hook of numeric_windows and int_windows_already_stored: a run re-staged under its
+  run_id replaces its rows (a delete by the run_id index). A run staged in parts stages
+  part 0 first, which forgets the run's rows; its later parts add theirs.
 #}
 {% macro forget_staged_run() -%}
-{%- if is_incremental() -%}
+{%- if is_incremental() and numeric_window_params().stage_part_index == 0 -%}
 delete from {{ this }} where run_id = {{ sql_text(numeric_window_params().run_id) }}
 {%- else -%}
 select 1

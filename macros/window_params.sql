@@ -14,6 +14,8 @@
   instrument_ids    explicit instruments, added whatever their status
   shard_index, shard_count   keep the selected instruments whose stable hash (md5 of
                     instrument_id) mod shard_count is shard_index: N workers, one backfill
+  stage_part_index, stage_part_count   stage one of stage_part_count parts of consecutive
+                    selection ranks (the CLI stages a big range in parts, part 0 first)
   run_id            key of the staged rows (default: dbt's invocation_id)
 #}
 
@@ -117,10 +119,15 @@
       'instrument_ids': parse_text_list_var('instrument_ids'),
       'shard_index': parse_int_var('shard_index', 0, 0),
       'shard_count': parse_int_var('shard_count', 1, 1),
+      'stage_part_index': parse_int_var('stage_part_index', 0, 0),
+      'stage_part_count': parse_int_var('stage_part_count', 1, 1),
       'run_id': run_id,
   } %}
   {% if params.shard_index >= params.shard_count %}
     {% do fail_var('shard_index', "must be below shard_count (" ~ params.shard_count ~ "), got " ~ params.shard_index) %}
+  {% endif %}
+  {% if params.stage_part_index >= params.stage_part_count %}
+    {% do fail_var('stage_part_index', "must be below stage_part_count (" ~ params.stage_part_count ~ "), got " ~ params.stage_part_index) %}
   {% endif %}
   {% if params.as_of and (params.start_date or params.end_date) %}
     {% do fail_var('as_of', "cannot be combined with start_date/end_date: give one as-of date or a range") %}

@@ -57,6 +57,8 @@ def assert_one_line_error(result: CliResult | subprocess.CompletedProcess[str], 
     (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--model-id",
       "x'; drop table prices_daily; --"], ["unknown --model-id"]),
     (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--bogus"], ["--bogus"]),
+    (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--stage-parts", "0"],
+     ["--stage-parts", ">= 1"]),
 ])
 def test_bad_arguments_exit_2_before_anything_is_written(
         demo_db: Database, original_run, args: list[str], words: list[str]) -> None:
@@ -107,6 +109,8 @@ BAD_VARS = [
      "var 'as_of'"),
     ({"as_of": "2025-01-31", "market_id": "US_EQ", "frequency": "hourly"}, "var 'frequency'"),
     ({"as_of": "2025-01-31", "shard_index": 2, "shard_count": 2}, "var 'shard_index'"),
+    ({"as_of": "2025-01-31", "stage_part_index": 3, "stage_part_count": 3},
+     "var 'stage_part_index'"),
 ]
 
 

@@ -197,3 +197,55 @@ def test_window_seq_numbers_the_run_by_rank_then_date(demo_db: Database) -> None
     assert staged_rows(demo_db, run_id_of(again.stdout)) == rows
     # The first run's rows are superseded by the second's, now finished.
     assert staged_rows(demo_db, run_id_of(first.stdout)) == []
+
+
+def summary_counts(stdout: str) -> str:
+    """The summary line without what differs between runs."""
+    return re.sub(r" (run_id|seconds)=\S+", "", stdout.strip().splitlines()[-1])
+
+
+def test_a_range_staged_in_parts_is_the_range_staged_whole(demo_db: Database) -> None:
+    # 13 market instruments and one explicit: parts of 5, 5 and 4 instruments, staged by one
+    # dbt invocation each while the parts before are encoded.
+    args = ["--start-date", "2025-01-06", "--end-date", "2025-01-17", "--market-id", "US_EQ",
+            "--limit", "13", "--offset", "300", "--instrument-id", "US_EQ_X001",
+            "--window-days", "20", "--model-id", "num-stab-core-v1"]
+    whole = demo_db.backfill(*args, "--stage-parts", "1")
+    assert whole.returncode == 0, whole.stderr
+    assert "staging part" not in whole.stderr
+    whole_rows = staged_rows(demo_db, run_id_of(whole.stdout))
+    whole_vectors = vectors(demo_db, "num-stab-core-v1", run_id_of(whole.stdout))
+    parted = demo_db.backfill(*args, "--stage-parts", "3")
+    assert parted.returncode == 0, parted.stderr
+    assert "staging part 3 of 3" in parted.stderr and "WARNING" not in parted.stderr
+    assert summary_counts(parted.stdout) == summary_counts(whole.stdout)
+    assert " instruments=14 " in parted.stdout
+    parted_run = run_id_of(parted.stdout)
+    assert staged_rows(demo_db, parted_run) == whole_rows
+    stored = vectors(demo_db, "num-stab-core-v1", parted_run)
+    assert stored == whole_vectors
+    assert len(stored) == 14 * len(market_trading_days(demo_db, dt.date(2025, 1, 6),
+                                                        dt.date(2025, 1, 17)))
+    with demo_db.connect() as conn:
+        for instrument_id, as_of in list(stored)[::17]:
+            window = reference_window(conn, instrument_id, as_of, 20)
+            assert window is not None
+            assert_vector_matches(stored[(instrument_id, as_of)][0],
+                                  reference_vector(window, 384), 20, instrument_id)
+        deleted = conn.execute(
+            "delete from numeric_window_embeddings where window_spec ->> 'run_id' = %s"
+            " and entity_id in ('US_EQ_0301', 'US_EQ_X001') and as_of_date = '2025-01-10'",
+            (parted_run,)).rowcount
+    assert deleted == 2
+    # --skip-existing in two parts: each part lists its own stored keys; only the two
+    # deleted windows (one in each part) are encoded again.
+    again = demo_db.backfill(*args, "--skip-existing", "--stage-parts", "2")
+    assert again.returncode == 0, again.stderr
+    assert f" vectors=2 already_stored={len(stored) - 2} " in again.stdout
+    assert vectors(demo_db, "num-stab-core-v1", run_id_of(again.stdout)) == {
+        key: stored[key] for key in stored
+        if key in {("US_EQ_0301", dt.date(2025, 1, 10)), ("US_EQ_X001", dt.date(2025, 1, 10))}}
+    # More parts than instruments: the empty parts stage nothing.
+    few = demo_db.backfill(*args[:6], "--limit", "1", *args[8:], "--stage-parts", "3")
+    assert few.returncode == 0, few.stderr
+    assert " instruments=2 " in few.stdout and "WARNING" not in few.stderr

@@ -4,9 +4,11 @@ what the run did, test what it stored, and finish (its staged rows supersede old
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import psycopg
@@ -26,6 +28,7 @@ from prometheus.numeric.progress import Progress
 from prometheus.numeric.project import (
     ALREADY_STORED_NODE,
     EMBEDDINGS_SOURCE,
+    INSTRUMENTS_SOURCE,
     REJECTED_NODE,
     RETURNS_NODE,
     VECTORS_SOURCE,
@@ -35,9 +38,10 @@ from prometheus.numeric.project import (
 )
 from prometheus.numeric.registry import ModelSpec, load_registry, resolve_models
 from prometheus.numeric.run_request import BackfillRequest, BackfillSummary, new_run_id
+from prometheus.numeric.stage_parts import PartStager, stage_part_count
 from prometheus.numeric.store import EmbeddingWriter, Written, refresh_statistics
 from prometheus.numeric.window_vectors import companion, fill_missing
-from prometheus.numeric.windows import read_windows
+from prometheus.numeric.windows import WindowBatch, read_windows
 
 log = logging.getLogger("prometheus.numeric.backfill")
 
@@ -66,12 +70,24 @@ class Relations:
         return cls(*names, companion(conn, dbt.relation_name(VECTORS_SOURCE)))
 
 
+def store_batch(writer: EmbeddingWriter, batch: WindowBatch, specs: list[ModelSpec],
+                window_days: int) -> Written:
+    """Encode one batch once per model (bit model_bit of its stored_models) and store it."""
+    written = Written()
+    for model_bit, spec in enumerate(specs):
+        written.add(writer.write(batch.windows, encode(batch.features, spec), spec,
+                                 window_days, model_bit))
+    return written
+
+
 def encode_and_store(relations: Relations, run_id: str, specs: list[ModelSpec],
-                     request: BackfillRequest, progress: Progress) -> Written:
+                     request: BackfillRequest, progress: Progress,
+                     parts_landed: Iterable[int] = (0,)) -> Written:
     """Read the run's 'ok' windows, encode them once per model and store them, one
     transaction per batch covering all models (it commits whole or not at all; a --dry-run
     rolls each back); returns the vectors written and refreshed. With --skip-existing,
-    stored keys are rewritten only when outdated."""
+    stored keys are rewritten only when outdated. parts_landed yields once per staged part
+    (stage_parts.py): each time, the windows staged since the last read are encoded."""
     specs = sorted(specs, key=lambda spec: spec.model_id)  # the writers' lock order
     models = [spec.model_id for spec in specs]
     total = Written()
@@ -80,22 +96,19 @@ def encode_and_store(relations: Relations, run_id: str, specs: list[ModelSpec],
         writer = EmbeddingWriter(writer_conn, relations.embeddings, run_id,
                                  replace=not request.skip_existing,
                                  vectors_relation=relations.vectors)
-        batches = read_windows(reader, relations.windows, relations.returns, run_id,
-                               request.window_days, relations.embeddings, models,
-                               request.batch_size)
-        # One batch at a time: read, encode, write (overlapping them gained nothing end to
-        # end on the bench; docs/performance.md).
-        with contextlib.closing(batches):
-            for batch in batches:
-                vectors = [encode(batch.features, spec) for spec in specs]
-                with writer_conn.transaction(force_rollback=request.dry_run):
-                    for model_bit, (spec, model_vectors) in enumerate(
-                            zip(specs, vectors, strict=True)):
-                        written = writer.write(batch.windows, model_vectors, spec,
-                                               request.window_days, model_bit)
-                        total.vectors += written.vectors
-                        total.refreshed += written.refreshed
-                progress.advance(len(batch.windows) * len(specs))
+        last_rank = 0  # parts land in selection_rank order
+        for _ in parts_landed:
+            batches = read_windows(reader, relations.windows, relations.returns, run_id,
+                                   request.window_days, relations.embeddings, models,
+                                   request.batch_size, after_rank=last_rank)
+            # One batch at a time: read, encode, write (overlapping them gained nothing end
+            # to end on the bench; docs/performance.md).
+            with contextlib.closing(batches):
+                for batch in batches:
+                    with writer_conn.transaction(force_rollback=request.dry_run):
+                        total.add(store_batch(writer, batch, specs, request.window_days))
+                    progress.advance(len(batch.windows) * len(specs))
+                    last_rank = int(batch.windows.bounds["selection_rank"].max())
     return total
 
 
@@ -120,11 +133,15 @@ class Backfill:
         with psycopg.connect(autocommit=True) as run_conn:
             run_conn.execute(queries.RUN_IN_FLIGHT_LOCK,
                              (queries.LOCK_NAMESPACE, summary.run_id))
-            self.stage(dbt, run_conn, server, summary.run_id)
+            parts = stage_part_count(self.request, self.market_instruments(dbt, run_conn))
+            self.stage(dbt, run_conn, server, summary.run_id, parts)
             relations = Relations.of(dbt, run_conn)
             if relations.vectors and not self.request.dry_run:
                 fill_missing(run_conn, relations.embeddings, relations.vectors)
-            written = self.encode_and_store(run_conn, relations, summary.run_id)
+            stage_part = functools.partial(self.stage_part, dbt, server, summary.run_id, parts)
+            with PartStager(stage_part, parts) as stager:
+                written = self.encode_and_store(run_conn, relations, summary.run_id,
+                                                stager.landed(), parts)
             summary.vectors, summary.refreshed = written.vectors, written.refreshed
             self.count(run_conn, relations, summary)
             if self.request.dry_run:
@@ -136,22 +153,51 @@ class Backfill:
         summary.seconds = time.monotonic() - started
         return summary
 
-    def dbt_vars(self, server: ResolvedServer, run_id: str) -> dict[str, object]:
+    def dbt_vars(self, server: ResolvedServer, run_id: str, part: int = 0,
+                 parts: int = 1) -> dict[str, object]:
         # cli_server: dbt refuses a target that is not this server (check_target_server);
         # run_in_flight: the run prunes superseded rows itself when it is done (finish).
-        return {**self.request.dbt_vars(run_id), "cli_server": server.identity,
-                "run_in_flight": True}
+        values = {**self.request.dbt_vars(run_id), "cli_server": server.identity,
+                  "run_in_flight": True}
+        if parts > 1:
+            values.update(stage_part_index=part, stage_part_count=parts)
+        return values
+
+    def market_instruments(self, dbt: DbtRunner, conn: psycopg.Connection) -> int:
+        """An upper bound of the instruments the market selects, to size the parts."""
+        if self.request.market_id is None or self.request.stage_parts is not None \
+                or self.request.start_date is None:
+            return 0
+        row = conn.execute(sql.SQL(queries.MARKET_INSTRUMENTS).format(
+            instruments=sql.SQL(dbt.relation_name(INSTRUMENTS_SOURCE))),
+            (self.request.market_id,)).fetchone()
+        return int(row[0]) if row else 0
 
     def stage(self, dbt: DbtRunner, run_conn: psycopg.Connection, server: ResolvedServer,
-              run_id: str) -> None:
-        Deployment(dbt).stage(run_conn, dbt, self.dbt_vars(server, run_id), run_id)
+              run_id: str, parts: int) -> None:
+        """Stage the run's windows (its part 0 when it is staged in parts)."""
+        Deployment(dbt).stage(run_conn, dbt, self.dbt_vars(server, run_id, 0, parts), run_id)
 
-    def encode_and_store(self, conn: psycopg.Connection, relations: Relations,
-                         run_id: str) -> Written:
-        windows = conn.execute(sql.SQL(queries.RUN_OK_WINDOWS).format(
-            windows=sql.SQL(relations.windows), run_id=sql.Literal(run_id))).fetchone()
-        progress = Progress(run_id, int(windows[0] if windows else 0) * len(self.specs))
-        stored = encode_and_store(relations, run_id, self.specs, self.request, progress)
+    def stage_part(self, dbt: DbtRunner, server: ResolvedServer, run_id: str, parts: int,
+                   part: int) -> None:
+        log.info("run %s: staging part %d of %d with dbt", run_id, part + 1, parts)
+        Deployment.stage_part(dbt, self.dbt_vars(server, run_id, part, parts))
+
+    def encode_and_store(self, conn: psycopg.Connection, relations: Relations, run_id: str,
+                         parts_landed: Iterator[int], parts: int) -> Written:
+        progress = Progress(run_id, 0)
+
+        def expect_as_staged() -> Iterator[int]:
+            # Parts not staged yet are taken to be as big as those that are.
+            for part in parts_landed:
+                row = conn.execute(sql.SQL(queries.RUN_OK_WINDOWS).format(
+                    windows=sql.SQL(relations.windows), run_id=sql.Literal(run_id))).fetchone()
+                windows = int(row[0]) if row else 0
+                progress.total = round(windows * parts / (part + 1)) * len(self.specs)
+                yield part
+
+        stored = encode_and_store(relations, run_id, self.specs, self.request, progress,
+                                  expect_as_staged())
         progress.finish()
         return stored
 
@@ -169,8 +215,14 @@ class Backfill:
          summary.insufficient_history, summary.filled, summary.stale,
          summary.already_stored) = (int(value) for value in row[:7])
         first_day, last_day = row[7:]
-        if summary.embedded + summary.insufficient_history + summary.already_stored == 0:
+        windows = summary.embedded + summary.insufficient_history + summary.already_stored
+        if windows == 0:
             raise PipelineError(self.request.nothing_selected())
+        if windows != summary.instruments * summary.as_of_dates:
+            # Each part selects the instruments and dates again (stage_parts.py).
+            log.warning("run %s: the instruments or dates selected changed while the run was "
+                        "staged in parts; its vectors are right, re-run with --skip-existing "
+                        "to complete it", summary.run_id)
         summary.skipped = summary.insufficient_history  # the one reason to skip a window
         rejected = conn.execute(sql.SQL(queries.RUN_REJECTED_ROWS).format(
             **params, first_day=sql.Literal(first_day), last_day=sql.Literal(last_day)

@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=_whole_number(1), default=BATCH_WINDOWS,
                      help=f"windows per transaction (default {BATCH_WINDOWS}); an interrupted "
                           "run keeps its finished batches")
+    run.add_argument("--stage-parts", type=_whole_number(1), metavar="N",
+                     help="stage a range in N parts, encoding each while dbt stages the next "
+                          "(default: by the range's size; 1 for one date)")
     run.add_argument("--no-tests", dest="run_tests", action="store_false",
                      help="skip the dbt tests of the stored vectors")
     run.add_argument("--project-dir", help="the dbt project (default: found from here)")
@@ -144,6 +147,7 @@ def request_from_args(args: argparse.Namespace) -> BackfillRequest:
         skip_existing=args.skip_existing,
         dry_run=args.dry_run,
         shard=args.shard,
+        stage_parts=args.stage_parts,
         project_dir=Path(args.project_dir) if args.project_dir else None,
     )
 

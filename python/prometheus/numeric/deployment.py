@@ -112,6 +112,12 @@ class Deployment:
         dbt.invoke(["run", "--select", RETURNS_MODEL, ALREADY_STORED_MODEL, WINDOWS_MODEL],
                    dbt_vars)
 
+    @staticmethod
+    def stage_part(dbt: DbtRunner, dbt_vars: dict[str, Any]) -> None:
+        """Stage one more part of a run staged in parts (its vars say which); the run holds
+        the staging lock since its part 0."""
+        dbt.invoke(["run", "--select", ALREADY_STORED_MODEL, WINDOWS_MODEL], dbt_vars)
+
     def _deploy(self, conn: psycopg.Connection, dbt: DbtRunner, dbt_vars: dict[str, Any],
                 run_id: str) -> None:
         log.info("run %s: deploying the views and seed, staging windows with dbt", run_id)

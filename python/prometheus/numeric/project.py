@@ -16,6 +16,7 @@ REJECTED_NODE = f"model.{PROJECT_NAME}.rejected_prices"
 RETURNS_NODE = f"model.{PROJECT_NAME}.int_daily_returns_computed"
 EMBEDDINGS_SOURCE = f"source.{PROJECT_NAME}.embeddings.numeric_window_embeddings"
 VECTORS_SOURCE = f"source.{PROJECT_NAME}.embeddings.numeric_window_vectors"
+INSTRUMENTS_SOURCE = f"source.{PROJECT_NAME}.historical_db.instruments"
 
 
 def find_project_dir(explicit: Path | None = None) -> Path:

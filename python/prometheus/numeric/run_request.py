@@ -31,6 +31,7 @@ class BackfillRequest:
     skip_existing: bool = False
     dry_run: bool = False
     shard: tuple[int, int] = (0, 1)
+    stage_parts: int | None = None  # None: by the run's size (stage_parts.py)
     project_dir: Path | None = None
 
     def dbt_vars(self, run_id: str) -> dict[str, Any]:

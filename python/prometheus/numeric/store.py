@@ -38,6 +38,10 @@ class Written:
     vectors: int = 0
     refreshed: int = 0
 
+    def add(self, other: Written) -> None:
+        self.vectors += other.vectors
+        self.refreshed += other.refreshed
+
 
 class EmbeddingWriter:
     """Stores one run's vectors; every call runs inside the caller's transaction."""

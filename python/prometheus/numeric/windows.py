@@ -152,15 +152,18 @@ def gather_windows(bounds: np.ndarray, history: np.ndarray, window_days: int,
 
 def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relation: str,
                  run_id: str, window_days: int, embeddings_relation: str, models: list[str],
-                 batch_windows: int = BATCH_WINDOWS) -> Generator[WindowBatch, None, None]:
-    """Yield the run's 'ok' windows, instrument by instrument, at most batch_windows at once,
-    each with the bit mask of the models that already have its vector (stored_models).
+                 batch_windows: int = BATCH_WINDOWS, after_rank: int = 0
+                 ) -> Generator[WindowBatch, None, None]:
+    """Yield the run's 'ok' windows of the instruments ranked after after_rank, instrument by
+    instrument, at most batch_windows at once, each with the bit mask of the models that
+    already have its vector (stored_models).
 
     Runs in one repeatable-read transaction so every COPY sees the same snapshot."""
     params = {"windows": sql.SQL(windows_relation), "returns": sql.SQL(returns_relation),
               "embeddings": sql.SQL(embeddings_relation), "run_id": sql.Literal(run_id),
               "models": sql.Literal(models),
-              "no_trading_days": sql.Literal(int(NO_TRADING_DAYS))}
+              "no_trading_days": sql.Literal(int(NO_TRADING_DAYS)),
+              "after_rank": sql.Literal(after_rank)}
     # Each query reads one group of instruments through an index: JIT compilation (on by
     # default in PostgreSQL) would cost more than the query.
     conn.execute(queries.READER_NO_JIT)

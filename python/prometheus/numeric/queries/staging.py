@@ -63,6 +63,10 @@ select
 from ({run_windows}) as windows
 """
 
+# Every instrument of a market, whatever its status: an upper bound of what the run selects,
+# only to size its parts (stage_parts.py).
+MARKET_INSTRUMENTS = "select count(*) from {instruments} where market_id = %s"
+
 RUN_OK_WINDOWS = """
 select count(*) from {windows} where run_id = {run_id} and window_status = 'ok'
 """
@@ -106,7 +110,7 @@ READER_SNAPSHOT = "set transaction isolation level repeatable read, read only"
 GROUP_SIZES = """
 select selection_rank, instrument_id, count(*), min(window_seq), max(window_seq)
 from {windows}
-where run_id = {run_id} and window_status = 'ok'
+where run_id = {run_id} and window_status = 'ok' and selection_rank > {after_rank}
 group by selection_rank, instrument_id
 order by selection_rank
 """
