@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import psycopg
 import pytest
 
 from conftest import Database
@@ -48,6 +49,16 @@ def market_trading_days(db: Database, start: dt.date, end: dt.date) -> list[dt.d
     return [r[0] for r in rows]
 
 
+def assert_match_reference(conn: psycopg.Connection, stored: dict[tuple, tuple],
+                           keys: list[tuple]) -> None:
+    """The stored 20-day, 384-dim vectors of these keys match SPEC.md's, computed apart."""
+    for instrument_id, as_of in keys:
+        window = reference_window(conn, instrument_id, as_of, 20)
+        assert window is not None
+        assert_vector_matches(stored[(instrument_id, as_of)][0], reference_vector(window, 384),
+                              20, instrument_id)
+
+
 def test_range_equals_single_date_runs_byte_for_byte(demo_db: Database) -> None:
     model = "num-regime-core-v1"
     ranged = demo_db.backfill("--start-date", "2025-01-15", "--end-date", "2025-01-24",
@@ -71,11 +82,7 @@ def test_range_equals_single_date_runs_byte_for_byte(demo_db: Database) -> None:
         for key, stored in from_single.items():
             assert stored == from_range[key], key
     with demo_db.connect() as conn:
-        for instrument_id, as_of in list(from_range)[::11]:
-            window = reference_window(conn, instrument_id, as_of, 20)
-            assert window is not None
-            assert_vector_matches(from_range[(instrument_id, as_of)][0],
-                                  reference_vector(window, 384), 20, instrument_id)
+        assert_match_reference(conn, from_range, list(from_range)[::11])
 
 
 @pytest.mark.parametrize(("frequency", "known"), [
@@ -227,11 +234,7 @@ def test_a_range_staged_in_parts_is_the_range_staged_whole(demo_db: Database) ->
     assert len(stored) == 14 * len(market_trading_days(demo_db, dt.date(2025, 1, 6),
                                                         dt.date(2025, 1, 17)))
     with demo_db.connect() as conn:
-        for instrument_id, as_of in list(stored)[::17]:
-            window = reference_window(conn, instrument_id, as_of, 20)
-            assert window is not None
-            assert_vector_matches(stored[(instrument_id, as_of)][0],
-                                  reference_vector(window, 384), 20, instrument_id)
+        assert_match_reference(conn, stored, list(stored)[::17])
         deleted = conn.execute(
             "delete from numeric_window_embeddings where window_spec ->> 'run_id' = %s"
             " and entity_id in ('US_EQ_0301', 'US_EQ_X001') and as_of_date = '2025-01-10'",
