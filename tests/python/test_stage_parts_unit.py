@@ -34,7 +34,9 @@ def test_big_ranges_are_cut_into_parts_of_about_100k_windows(
 def test_parts_land_in_order_while_the_caller_works() -> None:
     staged: list[int] = []
     with PartStager(staged.append, 4) as stager:
+        assert stager.landed_count >= 1
         landed = list(stager.landed())
+        assert stager.landed_count == 4
     assert landed == [0, 1, 2, 3] and staged == [1, 2, 3]
 
 

@@ -140,8 +140,7 @@ class Backfill:
                 fill_missing(run_conn, relations.embeddings, relations.vectors)
             stage_part = functools.partial(self.stage_part, dbt, server, summary.run_id, parts)
             with PartStager(stage_part, parts) as stager:
-                written = self.encode_and_store(run_conn, relations, summary.run_id,
-                                                stager.landed(), parts)
+                written = self.encode_and_store(run_conn, relations, summary.run_id, stager)
             summary.vectors, summary.refreshed = written.vectors, written.refreshed
             self.count(run_conn, relations, summary)
             if self.request.dry_run:
@@ -184,16 +183,16 @@ class Backfill:
         Deployment.stage_part(dbt, self.dbt_vars(server, run_id, part, parts))
 
     def encode_and_store(self, conn: psycopg.Connection, relations: Relations, run_id: str,
-                         parts_landed: Iterator[int], parts: int) -> Written:
+                         stager: PartStager) -> Written:
         progress = Progress(run_id, 0)
 
         def expect_as_staged() -> Iterator[int]:
             # Parts not staged yet are taken to be as big as those that are.
-            for part in parts_landed:
+            for part in stager.landed():
                 row = conn.execute(sql.SQL(queries.RUN_OK_WINDOWS).format(
                     windows=sql.SQL(relations.windows), run_id=sql.Literal(run_id))).fetchone()
-                windows = int(row[0]) if row else 0
-                progress.total = round(windows * parts / (part + 1)) * len(self.specs)
+                windows, landed = int(row[0]) if row else 0, stager.landed_count
+                progress.total = round(windows * stager.part_count / landed) * len(self.specs)
                 yield part
 
         stored = encode_and_store(relations, run_id, self.specs, self.request, progress,

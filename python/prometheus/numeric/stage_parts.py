@@ -51,7 +51,8 @@ _DONE = object()
 class PartStager:
     """Stages parts 1..part_count-1 in a thread with stage_part(index), in order. `landed()`
     yields 0 (the caller's part, staged before), then each part's index once dbt has
-    committed it; an error in the thread is raised there. Leaving the `with` block stages no
+    committed it (the caller may be parts behind: `landed_count` says how many are in); an
+    error in the thread is raised there. Leaving the `with` block stages no
     more parts and waits for the part in progress: its dbt invocation cannot be interrupted
     safely."""
 
@@ -60,6 +61,7 @@ class PartStager:
         self.part_count = part_count
         self._landed: queue.Queue[object] = queue.Queue()
         self._stopped = threading.Event()
+        self.landed_count = 1  # parts committed so far: part 0, then the thread's
         self._thread = threading.Thread(target=self._stage_rest, name="stage-parts",
                                         daemon=True)
 
@@ -69,6 +71,7 @@ class PartStager:
                 if self._stopped.is_set():
                     return
                 self._stage_part(index)
+                self.landed_count = index + 1
                 self._landed.put(index)
         except BaseException as error:  # raised by landed(), in the caller's thread
             self._landed.put(error)
