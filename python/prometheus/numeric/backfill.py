@@ -188,10 +188,14 @@ class Backfill:
 
         def expect_as_staged() -> Iterator[int]:
             # Parts not staged yet are taken to be as big as those that are.
+            windows, last_seq = 0, 0
             for part in stager.landed():
-                row = conn.execute(sql.SQL(queries.RUN_OK_WINDOWS).format(
-                    windows=sql.SQL(relations.windows), run_id=sql.Literal(run_id))).fetchone()
-                windows, landed = int(row[0]) if row else 0, stager.landed_count
+                landed = stager.landed_count  # before the count: it may only see more
+                row = conn.execute(sql.SQL(queries.OK_WINDOWS_SINCE).format(
+                    windows=sql.SQL(relations.windows), run_id=sql.Literal(run_id),
+                    after_seq=sql.Literal(last_seq))).fetchone()
+                if row:
+                    windows, last_seq = windows + int(row[0]), int(row[1])
                 progress.total = round(windows * stager.part_count / landed) * len(self.specs)
                 yield part
 

@@ -52,9 +52,8 @@ class PartStager:
     """Stages parts 1..part_count-1 in a thread with stage_part(index), in order. `landed()`
     yields 0 (the caller's part, staged before), then each part's index once dbt has
     committed it (the caller may be parts behind: `landed_count` says how many are in); an
-    error in the thread is raised there. Leaving the `with` block stages no
-    more parts and waits for the part in progress: its dbt invocation cannot be interrupted
-    safely."""
+    error in the thread is raised there. Leaving the `with` block stages no more parts and
+    waits for the part in progress: its dbt invocation cannot be interrupted safely."""
 
     def __init__(self, stage_part: Callable[[int], None], part_count: int) -> None:
         self._stage_part = stage_part
@@ -100,4 +99,3 @@ class PartStager:
             if self._thread.is_alive():
                 log.info("waiting for dbt to finish staging the part in progress")
                 self._thread.join()
-

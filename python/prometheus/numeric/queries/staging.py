@@ -70,6 +70,13 @@ MARKET_INSTRUMENTS = "select count(*) from {instruments} where market_id = %s"
 RUN_OK_WINDOWS = """
 select count(*) from {windows} where run_id = {run_id} and window_status = 'ok'
 """
+# The 'ok' windows a run staged after window_seq after_seq, and its last window_seq so far:
+# parts land in window_seq order, so each count reads only the new parts' index range.
+OK_WINDOWS_SINCE = """
+select count(*) filter (where window_status = 'ok'), coalesce(max(window_seq), {after_seq})
+from {windows}
+where run_id = {run_id} and window_seq > {after_seq}
+"""
 
 # The distinct rejected price rows inside the run's lookbacks (a row in several windows of a
 # range counts once).
