@@ -59,6 +59,8 @@ def assert_one_line_error(result: CliResult | subprocess.CompletedProcess[str], 
     (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--bogus"], ["--bogus"]),
     (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--stage-parts", "0"],
      ["--stage-parts", ">= 1"]),
+    (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--batch-size", "1000001"],
+     ["--batch-size", "from 1 to 1,000,000", "1000001"]),
 ])
 def test_bad_arguments_exit_2_before_anything_is_written(
         demo_db: Database, original_run, args: list[str], words: list[str]) -> None:

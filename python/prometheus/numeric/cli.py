@@ -18,7 +18,7 @@ import psycopg
 from prometheus.numeric.errors import PipelineError, UsageError
 from prometheus.numeric.project import find_project_dir
 from prometheus.numeric.registry import load_registry, resolve_models
-from prometheus.numeric.run_request import BATCH_WINDOWS, BackfillRequest
+from prometheus.numeric.run_request import BATCH_WINDOWS, MAX_BATCH_WINDOWS, BackfillRequest
 
 PROG = "backfill_numeric_embeddings"
 DEFAULT_MODEL_ID = "numeric-simple-v1"
@@ -37,15 +37,17 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def _whole_number(minimum: int):  # type: ignore[no-untyped-def]
+def _whole_number(minimum: int, maximum: int | None = None):  # type: ignore[no-untyped-def]
+    expected = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum:,}"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"must be a whole number >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {value}")
+                f"must be a whole number {expected}, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be a whole number {expected}, got {value}")
         return value
     return parse
 
@@ -101,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
                      help="this worker's share of the instruments (stable hash); N workers "
                           "with K = 0..N-1 together do the whole backfill")
-    run.add_argument("--batch-size", type=_whole_number(1), default=BATCH_WINDOWS,
+    run.add_argument("--batch-size", type=_whole_number(1, MAX_BATCH_WINDOWS),
+                     default=BATCH_WINDOWS,
                      help=f"windows per transaction (default {BATCH_WINDOWS}); an interrupted "
                           "run keeps its finished batches")
     run.add_argument("--stage-parts", type=_whole_number(1), metavar="N",

@@ -13,9 +13,11 @@ from numpy.typing import NDArray
 
 from prometheus.numeric.fingerprints import fingerprints
 from prometheus.numeric.registry import FEATURES, ModelSpec
-from prometheus.numeric.windows import NO_TRADING_DAYS, PG_EPOCH, PGCOPY_SIGNATURE, StagedWindows
+from prometheus.numeric.windows import NO_TRADING_DAYS, PG_EPOCH, StagedWindows
 
-PGCOPY_HEADER = PGCOPY_SIGNATURE + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+# A COPY BINARY stream: signature, flags and header-extension length, the rows, a trailer.
+PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+PGCOPY_TRAILER = b"\xff\xff"
 ENTITY_TYPE = b"INSTRUMENT"
 JSONB_VERSION = 1  # COPY BINARY jsonb: a version byte, then the JSON text
 # queries.COPY_COLUMNS; embedding_id, vector_ref and created_at take their defaults.

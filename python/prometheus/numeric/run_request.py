@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 BATCH_WINDOWS = 20_000
+# A group's windows and rows reach Python as one bytea each (windows.py), which PostgreSQL
+# caps at 1 GB; this keeps them far below it, and the batch's arrays within memory.
+MAX_BATCH_WINDOWS = 1_000_000
 
 
 @dataclass

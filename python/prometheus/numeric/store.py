@@ -21,13 +21,13 @@ from numpy.typing import NDArray
 from psycopg import errors, sql
 
 from prometheus.numeric import queries
-from prometheus.numeric.copy_rows import PGCOPY_HEADER, copy_rows, vector_rows
+from prometheus.numeric.copy_rows import PGCOPY_HEADER, PGCOPY_TRAILER, copy_rows, vector_rows
 from prometheus.numeric.errors import PipelineError
 from prometheus.numeric.registry import ModelSpec
-from prometheus.numeric.windows import PGCOPY_TRAILER, StagedWindows, copy_row_dtype, read_copy_rows
+from prometheus.numeric.windows import StagedWindows, read_packed_rows
 
 log = logging.getLogger("prometheus.numeric.store")
-EMBEDDING_ID_ROW = copy_row_dtype(("embedding_id", ">i8"))
+EMBEDDING_ID_ROW = np.dtype([("embedding_id", ">i8")])
 PGVECTOR_MAX_DIMS = 16_000  # pgvector's limit: longer vectors stay out of the companion
 
 
@@ -126,7 +126,7 @@ class EmbeddingWriter:
         """embedding_ids for count new rows, from the table's own sequence."""
         statement = sql.SQL(queries.RESERVE_IDS).format(
             embeddings_text=sql.Literal(self._embeddings_name), count=sql.Literal(count))
-        ids = read_copy_rows(self._conn, statement, EMBEDDING_ID_ROW)["embedding_id"]
+        ids = read_packed_rows(self._conn, statement, EMBEDDING_ID_ROW)["embedding_id"]
         return ids.astype(np.int64)
 
     def _follow_upserts(self, batch: StagedWindows, vectors: NDArray[np.float32],

@@ -3,8 +3,9 @@ the database has it, and the copy of vectors it lacks.
 
 dbt's on-run-start hook creates the table where pgvector is installed (or creatable) and
 PROMETHEUS_PGVECTOR is not 'off'; from then on the writer (store.py) keeps it in step. Vectors
-stored before it existed, or by another tool, are copied in here by the next run: read with
-binary COPY, turned into pgvector's binary form by numpy, a batch per transaction.
+stored before it existed, or by another tool, are copied in here by the next run: read a
+batch at a time (windows.read_packed_rows), turned into pgvector's binary form by numpy, and
+written with binary COPY, a batch per transaction.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from numpy.typing import NDArray
 from psycopg import sql
 
 from prometheus.numeric import queries
-from prometheus.numeric.copy_rows import PGCOPY_HEADER, big_endian, pgvector_values
-from prometheus.numeric.windows import PGCOPY_TRAILER, copy_row_dtype, read_copy_rows
+from prometheus.numeric.copy_rows import PGCOPY_HEADER, PGCOPY_TRAILER, big_endian, pgvector_values
+from prometheus.numeric.windows import read_packed_rows
 
 log = logging.getLogger("prometheus.numeric.window_vectors")
 
@@ -66,12 +67,12 @@ def _fill_length(conn: psycopg.Connection, relations: dict[str, sql.Composable],
     """The missing vectors of one byte length, FILL_BATCH at a time (each committed).
     Vectors holding NaN or infinity (which pgvector refuses, and `dbt test` reports) are
     left out."""
-    row_dtype = copy_row_dtype(("embedding_id", ">i8"), ("vector", f"V{length}"))
+    row_dtype = np.dtype([("embedding_id", ">i8"), ("vector", f"V{length}")])
     dims = length // 4
     filled, after = 0, np.iinfo(np.int64).min
     while True:
         with conn.transaction():
-            rows = read_copy_rows(conn, sql.SQL(queries.MISSING_VECTORS).format(
+            rows = read_packed_rows(conn, sql.SQL(queries.MISSING_VECTORS).format(
                 after=sql.Literal(int(after)), length=sql.Literal(length),
                 limit=sql.Literal(FILL_BATCH), **relations), row_dtype)
             if rows.size == 0:

@@ -1,8 +1,9 @@
 """Streams the staged windows of one run out of PostgreSQL as numpy arrays.
 
 SQL has bounded every window (first valid row, rows filled); here the values are gathered.
-Per group of instruments, two binary COPYs read the window bounds and the instruments' valid
-rows. Every COPY row has a fixed size, so numpy parses a whole stream in one call, and the
+Per group of instruments, two queries read the window bounds and the instruments' valid
+rows, each packed by the server into one bytea of fixed-size rows, so numpy parses it in one
+call (read_packed_rows), and the
 windows are gathered with one fancy-indexing step: no Python object per value, and memory
 bounded by the group, whatever the number of windows.
 """
@@ -22,30 +23,19 @@ from prometheus.numeric.errors import PipelineError
 from prometheus.numeric.fingerprints import window_inputs
 from prometheus.numeric.run_request import BATCH_WINDOWS
 
-PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-PGCOPY_HEADER_SIZE = len(PGCOPY_SIGNATURE) + 8  # + flags + header-extension length
-PGCOPY_TRAILER = b"\xff\xff"
-RANK_SHIFT = 40  # (selection_rank << 40) | valid_row_number orders rows like the COPY does
+RANK_SHIFT = 40  # (selection_rank << 40) | valid_row_number orders rows like HISTORY does
 
-
-def copy_row_dtype(*columns: tuple[str, str]) -> np.dtype:
-    """A COPY BINARY row of fixed-size fields: a field count, then (length, value) pairs."""
-    layout: list[tuple[str, str]] = [("field_count", ">i2")]
-    for name, kind in columns:
-        layout += [(f"{name}_length", ">i4"), (name, kind)]
-    return np.dtype(layout)
-
-
-# Dates travel as COPY BINARY dates: days since 2000-01-01 (PG_EPOCH).
-BOUNDS_ROW = copy_row_dtype(("window_seq", ">i8"), ("selection_rank", ">i4"),
-                     ("first_row_number", ">i8"), ("rows_filled", ">i4"),
-                     ("as_of_date", ">i4"), ("start_date", ">i4"), ("end_date", ">i4"),
-                     ("rows_observed", ">i4"), ("min_rows", ">i4"), ("lookback_days", ">i4"),
-                     ("rows_rejected", ">i4"), ("trading_days_after_end", ">i4"),
-                     ("is_stale", "u1"), ("stored_models", ">i8"))
-HISTORY_ROW = copy_row_dtype(("selection_rank", ">i4"), ("valid_row_number", ">i8"),
-                      ("trade_date", ">i4"), ("close", ">f8"), ("volume", ">f8"),
-                      ("log_return", ">f8"), ("row_hash", ">i8"), ("previous_close", ">f8"))
+# The packed rows of queries.BOUNDS and queries.HISTORY, field by field in the order the
+# queries pack them. Dates travel as date_send gives them: days since 2000-01-01 (PG_EPOCH).
+BOUNDS_ROW = np.dtype([("window_seq", ">i8"), ("selection_rank", ">i4"),
+                       ("first_row_number", ">i8"), ("rows_filled", ">i4"),
+                       ("as_of_date", ">i4"), ("start_date", ">i4"), ("end_date", ">i4"),
+                       ("rows_observed", ">i4"), ("min_rows", ">i4"), ("lookback_days", ">i4"),
+                       ("rows_rejected", ">i4"), ("trading_days_after_end", ">i4"),
+                       ("is_stale", "u1"), ("stored_models", ">i8")])
+HISTORY_ROW = np.dtype([("selection_rank", ">i4"), ("valid_row_number", ">i8"),
+                        ("trade_date", ">i4"), ("close", ">f8"), ("volume", ">f8"),
+                        ("log_return", ">f8"), ("row_hash", ">i8"), ("previous_close", ">f8")])
 PG_EPOCH = np.datetime64("2000-01-01", "D")
 NO_TRADING_DAYS = np.iinfo(np.int32).min  # trading_days_after_end unknown (no market)
 
@@ -79,27 +69,19 @@ class WindowBatch:
     features: NDArray[np.float64]  # (n, window_days, 3): close, volume, log_return
 
 
-def read_copy_rows(conn: psycopg.Connection, statement: sql.Composable,
-                   row_dtype: np.dtype) -> np.ndarray:
-    """Run a COPY ... TO STDOUT (FORMAT binary) whose rows are all row_dtype; parse them."""
-    data = bytearray()
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        for chunk in copy:
-            data += chunk
-    if bytes(data[: len(PGCOPY_SIGNATURE)]) != PGCOPY_SIGNATURE or data[-2:] != PGCOPY_TRAILER:
-        raise PipelineError("unexpected COPY BINARY stream from the server")
-    extension = int.from_bytes(data[PGCOPY_HEADER_SIZE - 4:PGCOPY_HEADER_SIZE], "big")
-    body = memoryview(data)[PGCOPY_HEADER_SIZE + extension: -2]
-    if len(body) % row_dtype.itemsize:
+def read_packed_rows(conn: psycopg.Connection, statement: sql.Composable,
+                     row_dtype: np.dtype) -> np.ndarray:
+    """Run a query that returns one row: how many rows it packed, and those rows' fields in
+    binary send form, back to back (string_agg of int8send(...) || ...); parse them in one
+    call. One value per query, not a COPY message per row: no Python step per row.
+    A NULL field makes its row's bytes NULL, which string_agg leaves out: the count tells."""
+    with conn.cursor(binary=True) as cur:
+        row = cur.execute(statement).fetchone()
+    count, packed = row if row else (0, None)
+    packed = packed or b""
+    if len(packed) != int(count) * row_dtype.itemsize:
         raise PipelineError("staged windows are malformed: a NULL where a value belongs")
-    rows = np.frombuffer(body, dtype=row_dtype).copy()
-    fields = row_dtype.names or ()
-    ok = rows["field_count"] == (len(fields) - 1) // 2
-    for name in fields[2::2]:
-        ok &= rows[f"{name}_length"] == row_dtype.fields[name][0].itemsize  # type: ignore[index]
-    if not ok.all():
-        raise PipelineError("staged windows are malformed: a NULL where a value belongs")
-    return rows
+    return np.frombuffer(packed, dtype=row_dtype)
 
 
 def instrument_groups(sizes: list[tuple[int, int]], batch_windows: int
@@ -158,7 +140,7 @@ def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relati
     instrument, at most batch_windows at once, each with the bit mask of the models that
     already have its vector (stored_models).
 
-    Runs in one repeatable-read transaction so every COPY sees the same snapshot."""
+    Runs in one repeatable-read transaction so every query sees the same snapshot."""
     params = {"windows": sql.SQL(windows_relation), "returns": sql.SQL(returns_relation),
               "embeddings": sql.SQL(embeddings_relation), "run_id": sql.Literal(run_id),
               "models": sql.Literal(models),
@@ -179,9 +161,10 @@ def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relati
             group_ids = {rank: instrument_ids[rank] for rank in seq_ranges
                          if first_rank <= rank <= last_rank}
             group["stored_models"] = _stored_models(conn, group, list(group_ids.values()))
-            bounds = read_copy_rows(conn, sql.SQL(queries.BOUNDS).format(**group), BOUNDS_ROW)
-            history = read_copy_rows(conn, sql.SQL(queries.HISTORY).format(**group),
-                                     HISTORY_ROW)
+            bounds = read_packed_rows(conn, sql.SQL(queries.BOUNDS).format(**group),
+                                      BOUNDS_ROW)
+            history = read_packed_rows(conn, sql.SQL(queries.HISTORY).format(**group),
+                                       HISTORY_ROW)
             for start in range(0, len(bounds), batch_windows):
                 yield gather_windows(bounds[start:start + batch_windows], history, window_days,
                                      group_ids)

@@ -151,46 +151,60 @@ coalesce((
 ), 0)
 """
 NONE_STORED = "0::bigint"  # STORED_MODELS when no model has a vector in the group
+# BOUNDS and HISTORY return one row: (count, the rows packed back to back in binary send
+# form), parsed by windows.read_packed_rows with BOUNDS_ROW and HISTORY_ROW, field by field.
 BOUNDS = """
-copy (
+select
+    count(*),
+    string_agg(
+        int8send(bounds.window_seq) || int4send(bounds.selection_rank)
+        || int8send(bounds.first_row_number) || int4send(bounds.rows_filled)
+        || date_send(bounds.as_of_date) || date_send(bounds.start_date)
+        || date_send(bounds.end_date) || int4send(bounds.rows_observed)
+        || int4send(bounds.min_rows) || int4send(bounds.lookback_days)
+        || int4send(bounds.rows_rejected) || int4send(bounds.trading_days_after_end)
+        || boolsend(bounds.is_stale) || int8send(bounds.stored_models),
+        ''::bytea order by bounds.window_seq
+    )
+from (
     select
         window_seq, selection_rank, first_row_number, rows_filled,
         as_of_date, start_date, end_date, rows_observed, min_rows, lookback_days,
-        rows_rejected, coalesce(trading_days_after_end, {no_trading_days}), is_stale,
-        {stored_models}
+        rows_rejected,
+        coalesce(trading_days_after_end, {no_trading_days}) as trading_days_after_end,
+        is_stale,
+        {stored_models} as stored_models
     from {windows} as windows
     where run_id = {run_id} and window_status = 'ok'
         and window_seq between {first_seq} and {last_seq}
-    order by window_seq
-) to stdout (format binary)
+) as bounds
 """
 HISTORY = """
-copy (
-    with needed as (
-        select
-            instrument_id,
-            selection_rank,
-            min(first_row_number) as first_row_number,
-            max(last_row_number) as last_row_number
-        from {windows}
-        where run_id = {run_id} and window_status = 'ok'
-            and window_seq between {first_seq} and {last_seq}
-        group by instrument_id, selection_rank
-    )
+with needed as (
     select
-        needed.selection_rank,
-        returns.valid_row_number,
-        returns.trade_date,
-        returns.close,
-        returns.volume,
-        returns.log_return,
-        returns.row_hash,
-        coalesce(returns.previous_close, 'NaN'::double precision)
-    from needed
-    inner join {returns} as returns
-        on returns.instrument_id = needed.instrument_id
-        and returns.valid_row_number
-        between needed.first_row_number and needed.last_row_number
-    order by needed.selection_rank, returns.valid_row_number
-) to stdout (format binary)
+        instrument_id,
+        selection_rank,
+        min(first_row_number) as first_row_number,
+        max(last_row_number) as last_row_number
+    from {windows}
+    where run_id = {run_id} and window_status = 'ok'
+        and window_seq between {first_seq} and {last_seq}
+    group by instrument_id, selection_rank
+)
+
+select
+    count(*),
+    string_agg(
+        int4send(needed.selection_rank) || int8send(returns.valid_row_number)
+        || date_send(returns.trade_date) || float8send(returns.close)
+        || float8send(returns.volume) || float8send(returns.log_return)
+        || int8send(returns.row_hash)
+        || float8send(coalesce(returns.previous_close, 'NaN'::double precision)),
+        ''::bytea order by needed.selection_rank, returns.valid_row_number
+    )
+from needed
+inner join {returns} as returns
+    on returns.instrument_id = needed.instrument_id
+    and returns.valid_row_number
+    between needed.first_row_number and needed.last_row_number
 """

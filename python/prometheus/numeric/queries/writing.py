@@ -58,11 +58,13 @@ CLEAR_ENCODED = "truncate encoded_embeddings"
 
 # -- the pgvector companion (store.py, window_vectors.py): same embedding_id, same values
 VECTOR_COLUMNS = "embedding_id, model_id, entity_id, as_of_date, embedding"
+# Packed for windows.read_packed_rows: (count, the ids' int8send bytes back to back).
 RESERVE_IDS = """
-copy (
-    select nextval(pg_get_serial_sequence({embeddings_text}, 'embedding_id'))
-    from generate_series(1, {count})
-) to stdout (format binary)
+select
+    count(*),
+    string_agg(int8send(nextval(pg_get_serial_sequence({embeddings_text}, 'embedding_id'))),
+        ''::bytea)
+from generate_series(1, {count})
 """
 CREATE_ENCODED_VECTORS = """
 create temporary table if not exists encoded_vectors on commit delete rows as
@@ -96,15 +98,18 @@ stored.entity_type = 'INSTRUMENT' and stored.vector is not null
 MISSING_LENGTHS = """
 select distinct octet_length(stored.vector) from {embeddings} as stored where {fillable}
 """
+# Packed for windows.read_packed_rows: each row is an int8send id, then the vector's bytes.
 MISSING_VECTORS = """
-copy (
+select count(*), string_agg(int8send(missing.embedding_id) || missing.vector, ''::bytea
+    order by missing.embedding_id)
+from (
     select stored.embedding_id, stored.vector
     from {embeddings} as stored
     where stored.embedding_id > {after} and octet_length(stored.vector) = {length}
         and {fillable}
     order by stored.embedding_id
     limit {limit}
-) to stdout (format binary)
+) as missing
 """
 FILL_COLUMNS = "embedding_id, embedding"
 # One run fills at a time (shards start together): the others go on without waiting.
