@@ -3,9 +3,8 @@
 SQL has bounded every window (first valid row, rows filled); here the values are gathered.
 Per group of instruments, two queries read the window bounds and the instruments' valid
 rows, each packed by the server into one bytea of fixed-size rows, so numpy parses it in one
-call (read_packed_rows), and the
-windows are gathered with one fancy-indexing step: no Python object per value, and memory
-bounded by the group, whatever the number of windows.
+call (read_packed_rows), and the windows are gathered with one fancy-indexing step: no Python
+object per value, and memory bounded by the group, whatever the number of windows.
 """
 
 from __future__ import annotations
