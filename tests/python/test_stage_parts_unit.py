@@ -28,7 +28,16 @@ RANGE = {"start_date": dt.date(2022, 4, 1), "end_date": dt.date(2025, 2, 28),
 def test_big_ranges_are_cut_into_parts_of_about_100k_windows(
         request_fields: dict, market_instruments: int, parts: int) -> None:
     request = BackfillRequest(model_ids=["num-stab-core-v1"], **request_fields)
-    assert stage_part_count(request, market_instruments) == parts
+    asked: list[str] = []
+
+    def count_market(market_id: str) -> int:
+        asked.append(market_id)
+        return market_instruments
+    assert stage_part_count(request, count_market) == parts
+    # The market is counted only when the estimate needs it (a range of a market, unsplit).
+    needed = request.market_id is not None and request.start_date is not None \
+        and request.stage_parts is None and not request.skip_existing
+    assert asked == (["US_EQ"] if needed else [])
 
 
 def test_parts_land_in_order_while_the_caller_works() -> None:

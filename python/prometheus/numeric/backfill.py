@@ -133,7 +133,8 @@ class Backfill:
         with psycopg.connect(autocommit=True) as run_conn:
             run_conn.execute(queries.RUN_IN_FLIGHT_LOCK,
                              (queries.LOCK_NAMESPACE, summary.run_id))
-            parts = stage_part_count(self.request, self.market_instruments(dbt, run_conn))
+            parts = stage_part_count(self.request, functools.partial(
+                self.market_instruments, dbt, run_conn))
             self.stage(dbt, run_conn, server, summary.run_id, parts)
             relations = Relations.of(dbt, run_conn)
             if relations.vectors and not self.request.dry_run:
@@ -162,14 +163,11 @@ class Backfill:
             values.update(stage_part_index=part, stage_part_count=parts)
         return values
 
-    def market_instruments(self, dbt: DbtRunner, conn: psycopg.Connection) -> int:
+    @staticmethod
+    def market_instruments(dbt: DbtRunner, conn: psycopg.Connection, market_id: str) -> int:
         """An upper bound of the instruments the market selects, to size the parts."""
-        if self.request.market_id is None or self.request.stage_parts is not None \
-                or self.request.start_date is None:
-            return 0
         row = conn.execute(sql.SQL(queries.MARKET_INSTRUMENTS).format(
-            instruments=sql.SQL(dbt.relation_name(INSTRUMENTS_SOURCE))),
-            (self.request.market_id,)).fetchone()
+            instruments=sql.SQL(dbt.relation_name(INSTRUMENTS_SOURCE))), (market_id,)).fetchone()
         return int(row[0]) if row else 0
 
     def stage(self, dbt: DbtRunner, run_conn: psycopg.Connection, server: ResolvedServer,

@@ -26,18 +26,19 @@ MAX_STAGE_PARTS = 8
 DAYS_PER_AS_OF_DATE = {"daily": 7 / 5, "weekly": 7.0, "month-end": 365.25 / 12}
 
 
-def stage_part_count(request: BackfillRequest, market_instruments: int) -> int:
+def stage_part_count(request: BackfillRequest,
+                     market_instruments: Callable[[str], int]) -> int:
     """--stage-parts, else about WINDOWS_PER_PART windows a part, estimated from the request's
-    calendar and market_instruments (an upper bound of the market's selected instruments).
-    One part for a single date, and for a --skip-existing run (mostly stored windows, which
-    are not staged: little to overlap)."""
+    calendar and market_instruments(market_id) (an upper bound of the market's selected
+    instruments, asked only for such an estimate). One part for a single date, and for a
+    --skip-existing run (mostly stored windows, which are not staged: little to overlap)."""
     if request.stage_parts is not None:
         return request.stage_parts
     if request.start_date is None or request.end_date is None or request.skip_existing:
         return 1
     instruments = len(request.instrument_ids)
     if request.market_id is not None:
-        market = max(0, market_instruments - request.offset)
+        market = max(0, market_instruments(request.market_id) - request.offset)
         instruments += market if request.limit is None else min(request.limit, market)
     instruments = -(-instruments // request.shard[1])
     days = (request.end_date - request.start_date).days + 1

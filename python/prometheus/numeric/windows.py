@@ -9,8 +9,10 @@ object per value, and memory bounded by the group, whatever the number of window
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import psycopg
@@ -60,6 +62,19 @@ class StagedWindows:
     def subset(self, mask: NDArray[np.bool_]) -> StagedWindows:
         return StagedWindows(self.bounds[mask], self.instrument_ids, self.rows_hash[mask],
                              self.previous_close[mask])
+
+
+class RankedInstrument(NamedTuple):
+    """One instrument of the run, as queries.GROUP_SIZES reads it: its 'ok' windows are
+    window_seq first_seq..last_seq, as-of dates first_date..last_date."""
+
+    selection_rank: int
+    instrument_id: str
+    windows: int
+    first_seq: int
+    last_seq: int
+    first_date: dt.date
+    last_date: dt.date
 
 
 @dataclass(frozen=True)
@@ -150,35 +165,34 @@ def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relati
     conn.execute(queries.READER_NO_JIT)
     with conn.transaction():
         conn.execute(queries.READER_SNAPSHOT)
-        ranks = conn.execute(sql.SQL(queries.GROUP_SIZES).format(**params)).fetchall()
-        seq_ranges = {rank: (first_seq, last_seq) for rank, _, _, first_seq, last_seq in ranks}
-        instrument_ids = {int(rank): str(instrument_id) for rank, instrument_id, *_ in ranks}
-        sizes = [(rank, count) for rank, _, count, _, _ in ranks]
+        ranked = [RankedInstrument(*row) for row in conn.execute(
+            sql.SQL(queries.GROUP_SIZES).format(**params)).fetchall()]
+        position = {instrument.selection_rank: index for index, instrument in enumerate(ranked)}
+        sizes = [(instrument.selection_rank, instrument.windows) for instrument in ranked]
         for first_rank, last_rank in instrument_groups(sizes, batch_windows):
-            group = {**params, "first_seq": sql.Literal(seq_ranges[first_rank][0]),
-                     "last_seq": sql.Literal(seq_ranges[last_rank][1])}
-            group_ids = {rank: instrument_ids[rank] for rank in seq_ranges
-                         if first_rank <= rank <= last_rank}
-            group["stored_models"] = _stored_models(conn, group, list(group_ids.values()))
+            members = ranked[position[first_rank]:position[last_rank] + 1]
+            group = {**params, "first_seq": sql.Literal(members[0].first_seq),
+                     "last_seq": sql.Literal(members[-1].last_seq)}
+            group["stored_models"] = _stored_models(conn, group, members)
             bounds = read_packed_rows(conn, sql.SQL(queries.BOUNDS).format(**group),
                                       BOUNDS_ROW)
             history = read_packed_rows(conn, sql.SQL(queries.HISTORY).format(**group),
                                        HISTORY_ROW)
+            instrument_ids = {member.selection_rank: member.instrument_id for member in members}
             for start in range(0, len(bounds), batch_windows):
                 yield gather_windows(bounds[start:start + batch_windows], history, window_days,
-                                     group_ids)
+                                     instrument_ids)
 
 
 def _stored_models(conn: psycopg.Connection, group: dict[str, sql.Composable],
-                   instrument_ids: list[str]) -> sql.Composable:
+                   members: list[RankedInstrument]) -> sql.Composable:
     """The BOUNDS column telling which models have each window's vector: a probe of the
     unique key per window, or a constant 0 when none of the group's keys is stored (a first
     backfill skips the probes)."""
-    dates = conn.execute(sql.SQL(queries.GROUP_DATES).format(**group)).fetchone()
     any_stored = conn.execute(sql.SQL(queries.ANY_STORED).format(
-        **group, instrument_ids=sql.Literal(instrument_ids),
-        first_date=sql.Literal(dates[0] if dates else None),
-        last_date=sql.Literal(dates[1] if dates else None))).fetchone()
+        **group, instrument_ids=sql.Literal([member.instrument_id for member in members]),
+        first_date=sql.Literal(min(member.first_date for member in members)),
+        last_date=sql.Literal(max(member.last_date for member in members)))).fetchone()
     if any_stored and any_stored[0]:
         return sql.SQL(queries.STORED_MODELS).format(**group)
     return sql.SQL(queries.NONE_STORED)

@@ -115,17 +115,13 @@ delete from {already_stored} where run_id = {run_id}
 READER_NO_JIT = "set jit = off"
 READER_SNAPSHOT = "set transaction isolation level repeatable read, read only"
 GROUP_SIZES = """
-select selection_rank, instrument_id, count(*), min(window_seq), max(window_seq)
+select
+    selection_rank, instrument_id, count(*), min(window_seq), max(window_seq),
+    min(as_of_date), max(as_of_date)
 from {windows}
 where run_id = {run_id} and window_status = 'ok' and selection_rank > {after_rank}
 group by selection_rank, instrument_id
 order by selection_rank
-"""
-
-GROUP_DATES = """
-select min(as_of_date), max(as_of_date)
-from {windows}
-where run_id = {run_id} and window_seq between {first_seq} and {last_seq}
 """
 
 # Which of the run's models already have a vector for a window: bit i is models[i]. Only
