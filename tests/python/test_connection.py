@@ -77,3 +77,14 @@ def test_no_server_reachable_says_how_to_start_the_private_one(demo_db: Database
     assert result.stderr.startswith(f"{ERROR} no PostgreSQL server reachable")
     assert 'eval "$(make -s env)"' in result.stderr
     assert not list(tmp_path.iterdir())  # nothing was started there
+
+
+def test_a_database_that_does_not_exist_is_named_not_taken_for_a_missing_server(
+        demo_db: Database) -> None:
+    env = demo_db.env | {"PGDATABASE": "no_such_database"}  # the server is up
+    result = Database(env).backfill(*ORIGINAL_COMMAND)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"{ERROR} the PostgreSQL server refused the connection")
+    assert 'database "no_such_database" does not exist' in result.stderr
+    assert "make -s env" not in result.stderr  # starting a server would not help

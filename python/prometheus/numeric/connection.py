@@ -54,6 +54,12 @@ def resolve_server() -> ResolvedServer:
                                   identity=str(row[0]) if row else "")
     except psycopg.OperationalError as exc:
         detail = " ".join(str(exc).split())
+        # libpq's ping answers OK from a running server whatever the database, role or
+        # password: then the server is there and refused this connection (a database that
+        # does not exist, a wrong password), and starting another server is no remedy.
+        if psycopg.pq.PGconn.ping(b"") == psycopg.pq.Ping.OK:
+            raise PipelineError(f"the PostgreSQL server refused the connection ({detail})"
+                                ) from None
         raise PipelineError(f"no PostgreSQL server reachable ({detail}); {START_HINT}") from None
 
 
