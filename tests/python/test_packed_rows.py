@@ -1,4 +1,4 @@
-"""windows.read_packed_rows against the server: what the send functions pack is what numpy
+"""packed_rows.read_packed_rows against the server: what the send functions pack is what numpy
 reads, field by field, and a NULL is refused instead of losing its row."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 from psycopg import sql
 
 from prometheus.numeric.errors import PipelineError
-from prometheus.numeric.windows import PG_EPOCH, read_packed_rows
+from prometheus.numeric.packed_rows import read_packed_rows
+from prometheus.numeric.windows import PG_EPOCH
 
 from conftest import Database
 

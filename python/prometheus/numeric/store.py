@@ -23,8 +23,9 @@ from psycopg import errors, sql
 from prometheus.numeric import queries
 from prometheus.numeric.copy_rows import PGCOPY_HEADER, PGCOPY_TRAILER, copy_rows, vector_rows
 from prometheus.numeric.errors import PipelineError
+from prometheus.numeric.packed_rows import read_packed_rows
 from prometheus.numeric.registry import ModelSpec
-from prometheus.numeric.windows import StagedWindows, read_packed_rows
+from prometheus.numeric.windows import StagedWindows
 
 log = logging.getLogger("prometheus.numeric.store")
 EMBEDDING_ID_ROW = np.dtype([("embedding_id", ">i8")])

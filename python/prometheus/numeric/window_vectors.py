@@ -4,7 +4,7 @@ the database has it, and the copy of vectors it lacks.
 dbt's on-run-start hook creates the table where pgvector is installed (or creatable) and
 PROMETHEUS_PGVECTOR is not 'off'; from then on the writer (store.py) keeps it in step. Vectors
 stored before it existed, or by another tool, are copied in here by the next run: read a
-batch at a time (windows.read_packed_rows), turned into pgvector's binary form by numpy, and
+batch at a time (packed_rows.py), turned into pgvector's binary form by numpy, and
 written with binary COPY, a batch per transaction.
 """
 
@@ -19,7 +19,7 @@ from psycopg import sql
 
 from prometheus.numeric import queries
 from prometheus.numeric.copy_rows import PGCOPY_HEADER, PGCOPY_TRAILER, big_endian, pgvector_values
-from prometheus.numeric.windows import read_packed_rows
+from prometheus.numeric.packed_rows import read_packed_rows
 
 log = logging.getLogger("prometheus.numeric.window_vectors")
 

@@ -3,7 +3,7 @@
 SQL has bounded every window (first valid row, rows filled); here the values are gathered.
 Per group of instruments, two queries read the window bounds and the instruments' valid
 rows, each packed by the server into one bytea of fixed-size rows, so numpy parses it in one
-call (read_packed_rows), and the windows are gathered with one fancy-indexing step: no Python
+call (packed_rows.py), and the windows are gathered with one fancy-indexing step: no Python
 object per value, and memory bounded by the group, whatever the number of windows.
 """
 
@@ -22,6 +22,7 @@ from psycopg import sql
 from prometheus.numeric import queries
 from prometheus.numeric.errors import PipelineError
 from prometheus.numeric.fingerprints import window_inputs
+from prometheus.numeric.packed_rows import read_packed_rows
 from prometheus.numeric.run_request import BATCH_WINDOWS
 
 RANK_SHIFT = 40  # (selection_rank << 40) | valid_row_number orders rows like HISTORY does
@@ -81,21 +82,6 @@ class RankedInstrument(NamedTuple):
 class WindowBatch:
     windows: StagedWindows
     features: NDArray[np.float64]  # (n, window_days, 3): close, volume, log_return
-
-
-def read_packed_rows(conn: psycopg.Connection, statement: sql.Composable,
-                     row_dtype: np.dtype) -> np.ndarray:
-    """Run a query that returns one row: how many rows it packed, and those rows' fields in
-    binary send form, back to back (string_agg of int8send(...) || ...); parse them in one
-    call. One value per query, not a COPY message per row: no Python step per row.
-    A NULL field makes its row's bytes NULL, which string_agg leaves out: the count tells."""
-    with conn.cursor(binary=True) as cur:
-        row = cur.execute(statement).fetchone()
-    count, packed = row if row else (0, None)
-    packed = packed or b""
-    if len(packed) != int(count) * row_dtype.itemsize:
-        raise PipelineError("staged windows are malformed: a NULL where a value belongs")
-    return np.frombuffer(packed, dtype=row_dtype)
 
 
 def instrument_groups(sizes: list[tuple[int, int]], batch_windows: int

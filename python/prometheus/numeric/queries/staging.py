@@ -148,7 +148,7 @@ coalesce((
 """
 NONE_STORED = "0::bigint"  # STORED_MODELS when no model has a vector in the group
 # BOUNDS and HISTORY return one row: (count, the rows packed back to back in binary send
-# form), parsed by windows.read_packed_rows with BOUNDS_ROW and HISTORY_ROW, field by field.
+# form), parsed by packed_rows.read_packed_rows with windows.BOUNDS_ROW and HISTORY_ROW.
 BOUNDS = """
 select
     count(*),

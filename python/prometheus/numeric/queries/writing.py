@@ -58,7 +58,7 @@ CLEAR_ENCODED = "truncate encoded_embeddings"
 
 # -- the pgvector companion (store.py, window_vectors.py): same embedding_id, same values
 VECTOR_COLUMNS = "embedding_id, model_id, entity_id, as_of_date, embedding"
-# Packed for windows.read_packed_rows: (count, the ids' int8send bytes back to back).
+# Packed for packed_rows.read_packed_rows: (count, the ids' int8send bytes back to back).
 RESERVE_IDS = """
 select
     count(*),
@@ -98,7 +98,7 @@ stored.entity_type = 'INSTRUMENT' and stored.vector is not null
 MISSING_LENGTHS = """
 select distinct octet_length(stored.vector) from {embeddings} as stored where {fillable}
 """
-# Packed for windows.read_packed_rows: each row is an int8send id, then the vector's bytes.
+# Packed for packed_rows.read_packed_rows: each row an int8send id, then the vector's bytes.
 MISSING_VECTORS = """
 select count(*), string_agg(int8send(missing.embedding_id) || missing.vector, ''::bytea
     order by missing.embedding_id)
