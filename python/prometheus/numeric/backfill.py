@@ -173,12 +173,14 @@ class Backfill:
     def stage(self, dbt: DbtRunner, run_conn: psycopg.Connection, server: ResolvedServer,
               run_id: str, parts: int) -> None:
         """Stage the run's windows (its part 0 when it is staged in parts)."""
-        Deployment(dbt).stage(run_conn, dbt, self.dbt_vars(server, run_id, 0, parts), run_id)
+        Deployment(dbt).stage(run_conn, dbt, self.dbt_vars(server, run_id, 0, parts), run_id,
+                              self.request.skip_existing)
 
     def stage_part(self, dbt: DbtRunner, server: ResolvedServer, run_id: str, parts: int,
                    part: int) -> None:
         log.info("run %s: staging part %d of %d with dbt", run_id, part + 1, parts)
-        Deployment.stage_part(dbt, self.dbt_vars(server, run_id, part, parts))
+        Deployment.stage_part(dbt, self.dbt_vars(server, run_id, part, parts),
+                              self.request.skip_existing)
 
     def encode_and_store(self, conn: psycopg.Connection, relations: Relations, run_id: str,
                          stager: PartStager) -> Written:

@@ -94,7 +94,7 @@ class Deployment:
         return missing is not None and missing[0] == 0
 
     def stage(self, conn: psycopg.Connection, dbt: DbtRunner, dbt_vars: dict[str, Any],
-              run_id: str) -> None:
+              run_id: str, skip_existing: bool) -> None:
         """Stage the run's windows, deploying first when needed; returns holding the staging
         lock shared on conn (until conn closes: no deploy while the run reads)."""
         if not self.is_current(conn):
@@ -109,14 +109,14 @@ class Deployment:
                 _staging_lock(conn, shared=False, release=True)
         _staging_lock(conn, shared=True)
         log.info("run %s: staging windows with dbt", run_id)
-        dbt.invoke(["run", "--select", RETURNS_MODEL, ALREADY_STORED_MODEL, WINDOWS_MODEL],
+        dbt.invoke(["run", "--select", RETURNS_MODEL, *staging_models(skip_existing)],
                    dbt_vars)
 
     @staticmethod
-    def stage_part(dbt: DbtRunner, dbt_vars: dict[str, Any]) -> None:
+    def stage_part(dbt: DbtRunner, dbt_vars: dict[str, Any], skip_existing: bool) -> None:
         """Stage one more part of a run staged in parts (its vars say which); the run holds
         the staging lock since its part 0."""
-        dbt.invoke(["run", "--select", ALREADY_STORED_MODEL, WINDOWS_MODEL], dbt_vars)
+        dbt.invoke(["run", "--select", *staging_models(skip_existing)], dbt_vars)
 
     def _deploy(self, conn: psycopg.Connection, dbt: DbtRunner, dbt_vars: dict[str, Any],
                 run_id: str) -> None:
@@ -129,6 +129,13 @@ class Deployment:
         conn.execute(sql.SQL(queries.CREATE_DEPLOYMENTS).format(table=self.table))
         for key in (self.key, self.returns_key):
             conn.execute(sql.SQL(queries.RECORD_DEPLOYMENT).format(table=self.table), (key,))
+
+
+def staging_models(skip_existing: bool) -> list[str]:
+    """The models that stage a run's windows. Only --skip-existing lists keys already
+    stored: without it, int_windows_already_stored would add no row for the run, and each
+    dbt model costs an incremental materialization's statements."""
+    return [ALREADY_STORED_MODEL, WINDOWS_MODEL] if skip_existing else [WINDOWS_MODEL]
 
 
 def _exists(conn: psycopg.Connection, relation: str) -> bool:
