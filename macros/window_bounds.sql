@@ -3,20 +3,17 @@
   valid rows of its instrument in [as_of_date - lookback_days, as_of_date], both ends
   inclusive, oldest first. valid_row_number numbers an instrument's valid rows 1, 2, ...
   without gaps (int_daily_returns_computed), so probes of the returns' keys bound it:
-    last_row      the last valid row on or before as_of_date (the window's newest row):
-                  the row dated as_of_date when it is valid (on_as_of, by (instrument_id,
-                  trade_date)), else the last valid row before it (before_as_of, probed
-                  only then);
+    last_row      the last valid row on or before as_of_date (the window's newest row),
+                  by (instrument_id, trade_date);
     nth_back      the valid row window_days - 1 rows before it, by (instrument_id,
                   valid_row_number), when it is inside the lookback: the window is then
                   full, its window_days rows are nth_back .. last_row.
   Otherwise (a short history, or gaps) the window holds the valid rows inside the lookback,
   numbered row_before + 1 .. last_row, at most window_days of them, where
     row_before    is the last valid row before the lookback starts, by (instrument_id,
-                  trade_date), probed only for a window that is not full.
+                  trade_date), probed only for a window that is not full (the condition is
+                  on the request alone, so PostgreSQL checks it before probing).
   first_row, by (instrument_id, valid_row_number), dates the window's first row.
-  A probe made "only then" has its condition on the request and earlier probes alone, so
-  PostgreSQL checks it before probing: most windows cost three key lookups, no range scan.
 
   requests: a relation or CTE with instrument_id, as_of_date, window_days, lookback_days
   (and any other columns, passed through). Adds rows_observed, first_row_number,
@@ -36,26 +33,16 @@
         first_row.previous_close
 
     from {{ requests }} as requests
-    left join {{ daily_returns }} as on_as_of
-        on on_as_of.instrument_id = requests.instrument_id
-        and on_as_of.trade_date = requests.as_of_date
     left join lateral (
         select
             daily_returns.valid_row_number,
             daily_returns.trade_date
         from {{ daily_returns }} as daily_returns
-        where on_as_of.trade_date is null
-            and daily_returns.instrument_id = requests.instrument_id
-            and daily_returns.trade_date < requests.as_of_date
+        where daily_returns.instrument_id = requests.instrument_id
+            and daily_returns.trade_date <= requests.as_of_date
         order by daily_returns.trade_date desc
         limit 1
-    ) as before_as_of on true
-    cross join lateral (
-        select
-            coalesce(on_as_of.valid_row_number, before_as_of.valid_row_number)
-                as valid_row_number,
-            coalesce(on_as_of.trade_date, before_as_of.trade_date) as trade_date
-    ) as last_row
+    ) as last_row on true
     left join {{ daily_returns }} as nth_back
         on nth_back.instrument_id = requests.instrument_id
         and nth_back.valid_row_number = last_row.valid_row_number - requests.window_days + 1
