@@ -4,10 +4,13 @@
         [--a-args="..."] [--b-args="--steps range,encode-write"] [--label-map map.json]
         [--a-env PROMETHEUS_PGVECTOR=off]
 
-Runs each checkout's OWN `make bench` (its harness, its venv, its dbt project) alternately
-A, B, A, B, ..., A in database <prefix>_a and B in <prefix>_b, with the same libpq variables
-(the server this process reaches: run it after `eval "$(make -s env)"` or with PG* set), so a
-busy moment of the machine falls on both sides alike. After each run it reads the newest
+Runs each checkout's OWN bench harness (its bench/, its venv, its dbt project; `make
+install` there first) alternately A, B, A, B, ..., A in database <prefix>_a and B in
+<prefix>_b, with the same libpq variables (the server this process reaches: run it after
+`eval "$(make -s env)"` or with PG* set), so a busy moment of the machine falls on both sides
+alike. The harness is run as `make bench` runs it, minus the Makefile's libpq set-up: a
+checkout's `make bench` starts that checkout's own private cluster, so two checkouts would
+each measure on their own server. After each run it reads the newest
 bench-results/bench-*.json of that checkout, then prints medians and individual values of
 the figures both sides report, matched by label, and writes them to bench-results/ab-*.md.
 
@@ -78,17 +81,33 @@ def newest_result(checkout: Path, since: float) -> Path | None:
     return max(results, key=lambda path: path.stat().st_mtime, default=None)
 
 
+def install(checkout: Path, env: dict[str, str]) -> None:
+    """The checkout's venv and dbt profile, as its `make bench` would make them first."""
+    say(f"make -C {checkout} install")
+    subprocess.run(["make", "-s", "-C", str(checkout), "install"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def harness_env(checkout: Path, env: dict[str, str]) -> dict[str, str]:
+    """What the checkout's `make bench` recipe gives its harness (its venv first on PATH, its
+    dbt profile), with this process's libpq variables instead of its private cluster's."""
+    venv = checkout / ".venv"
+    return {**env, "PATH": os.pathsep.join([str(venv / "bin"), env.get("PATH", "")]),
+            "VIRTUAL_ENV": str(venv), "DBT_PROFILES_DIR": str(checkout / ".dbt")}
+
+
 def run_once(side: SideRuns, bench_args: list[str], env: dict[str, str], log_path: Path,
              timeout: float, label_map: dict[str, str], number: int) -> None:
-    command = ["make", "-C", str(side.checkout), "bench", f"BENCH_ARGS={shlex.join(bench_args)}"]
+    command = [str(side.checkout / ".venv" / "bin" / "python"), "-m", "bench.run_bench",
+               *bench_args]
     say(f"{side.name} run {number}: {shlex.join(command)} (log {log_path})")
     started_wall, started = time.time(), time.monotonic()
     with log_path.open("w") as log:
         log.write(f"$ {shlex.join(command)}\n")
         log.flush()
-        # Its own session, so a timeout ends the whole make -> python -> CLI tree.
-        child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        # Its own session, so a timeout ends the whole python -> CLI tree.
+        child = subprocess.Popen(command, cwd=side.checkout, env=harness_env(side.checkout, env),
+                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             returncode = child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -182,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         side_envs[name] = {**env, **dict(item.split("=", 1) for item in extra)}
         described = " ".join([*extra, shlex.join(bench_args)])
         sides.append((SideRuns(name, checkout, git_commit(checkout), described), bench_args))
+    for side, _ in sides:
+        install(side.checkout, side_envs[side.name])
     say(f"{server} at {address}; {args.runs} runs per side, interleaved; logs in {log_dir}")
     try:
         for number in range(1, args.runs + 1):

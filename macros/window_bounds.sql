@@ -12,7 +12,7 @@
   numbered row_before + 1 .. last_row, at most window_days of them, where
     row_before    is the last valid row before the lookback starts, by (instrument_id,
                   trade_date), probed only for a window that is not full (the condition is
-                  on the request alone, so PostgreSQL checks it before probing).
+                  on the request and nth_back alone, so PostgreSQL checks it first).
   first_row, by (instrument_id, valid_row_number), dates the window's first row.
 
   requests: a relation or CTE with instrument_id, as_of_date, window_days, lookback_days
