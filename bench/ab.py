@@ -1,4 +1,4 @@
-"""Interleaved A/B of two checkouts' `make bench`, on one server.
+"""Interleaved A/B of two checkouts' bench harnesses (`make bench`), on one server.
 
     python -m bench.ab --a ../before --b . --runs 3 [--bench-args="--million"]
         [--a-args="..."] [--b-args="--steps range,encode-write"] [--label-map map.json]
@@ -8,9 +8,9 @@ Runs each checkout's OWN bench harness (its bench/, its venv, its dbt project; `
 install` there first) alternately A, B, A, B, ..., A in database <prefix>_a and B in
 <prefix>_b, with the same libpq variables (the server this process reaches: run it after
 `eval "$(make -s env)"` or with PG* set), so a busy moment of the machine falls on both sides
-alike. The harness is run as `make bench` runs it, minus the Makefile's libpq set-up: a
-checkout's `make bench` starts that checkout's own private cluster, so two checkouts would
-each measure on their own server. After each run it reads the newest
+alike. The harness is run as `make bench` runs it, minus the Makefile's libpq set-up: the
+current Makefile's `make bench` starts that checkout's own private cluster, so two such
+checkouts would each measure on their own server. After each run it reads the newest
 bench-results/bench-*.json of that checkout, then prints medians and individual values of
 the figures both sides report, matched by label, and writes them to bench-results/ab-*.md.
 
@@ -39,6 +39,7 @@ from psycopg import sql
 from bench.ab_table import SideRuns, load_label_map, markdown, read_run
 from bench.docs import git_commit, machine
 from bench.settings import PROJECT_DIR
+from prometheus.numeric.pgcluster import REDIRECTING_VARIABLES
 
 # Variables that would tie a child to the checkout this runs from, not its own.
 CHECKOUT_VARIABLES = ("VIRTUAL_ENV", "DBT_PROFILES_DIR", "DBT_TARGET_PATH",
@@ -51,8 +52,8 @@ def say(message: str) -> None:
 
 def same_server_env() -> tuple[dict[str, str], str, str]:
     """The environment both sides get: the PG* variables of the server libpq reaches from
-    here, spelled out (so neither checkout's `make env` starts its private cluster), without
-    this checkout's venv and dbt settings. Also the server's version, and its address."""
+    here, spelled out (the same server for both sides), without this checkout's venv and dbt
+    settings. Also the server's version, and its address."""
     with psycopg.connect(autocommit=True) as conn:
         row = conn.execute("show server_version").fetchone()
         info = conn.info
@@ -62,7 +63,9 @@ def same_server_env() -> tuple[dict[str, str], str, str]:
                   "PGDATABASE": info.dbname}
         if info.password:
             values["PGPASSWORD"] = info.password
-    env = {name: value for name, value in os.environ.items() if name not in CHECKOUT_VARIABLES}
+    # A service file (or PGHOSTADDR) would outrank the PG* variables spelled out below.
+    env = {name: value for name, value in os.environ.items()
+           if name not in CHECKOUT_VARIABLES and name not in REDIRECTING_VARIABLES}
     venv_bin = os.path.join(os.environ.get("VIRTUAL_ENV", "/nonexistent"), "bin")
     env["PATH"] = os.pathsep.join(part for part in env.get("PATH", "").split(os.pathsep)
                                   if part and os.path.normpath(part) != venv_bin)
@@ -153,9 +156,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--a", type=Path, required=True, help="checkout A (the before)")
     parser.add_argument("--b", type=Path, required=True, help="checkout B (the after)")
     parser.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
-    parser.add_argument("--bench-args", default="", help="make bench args for both sides")
-    parser.add_argument("--a-args", default="", help="make bench args for A only")
-    parser.add_argument("--b-args", default="", help="make bench args for B only")
+    parser.add_argument("--bench-args", default="", help="bench args for both sides")
+    parser.add_argument("--a-args", default="", help="bench args for A only")
+    parser.add_argument("--b-args", default="", help="bench args for B only")
     for name in ("a", "b"):
         parser.add_argument(f"--{name}-env", action="append", default=[], metavar="NAME=VALUE",
                             help=f"an environment variable for {name.upper()}'s runs only "
