@@ -32,9 +32,10 @@ ROWS = """
 
 def test_packed_rows_read_back_field_by_field(empty_db: Database) -> None:
     with empty_db.connect() as conn:
-        rows = read_packed_rows(conn, sql.SQL(PACKED).format(rows=sql.SQL(ROWS)), ROW)
+        rows = read_packed_rows(conn, sql.SQL(PACKED).format(rows=sql.SQL(ROWS)), ROW,
+                                "test rows")
         none = read_packed_rows(conn, sql.SQL(PACKED + " where false").format(
-            rows=sql.SQL(ROWS)), ROW)
+            rows=sql.SQL(ROWS)), ROW, "test rows")
     assert rows["id"].tolist() == [1, 2, 3]
     assert rows["rank"].tolist() == [-2, 2147483647, 7]
     days = (PG_EPOCH + rows["day"].astype("timedelta64[D]")).astype(dt.date).tolist()
@@ -47,4 +48,5 @@ def test_packed_rows_read_back_field_by_field(empty_db: Database) -> None:
 def test_a_null_field_is_refused_not_dropped(empty_db: Database) -> None:
     with_null = ROWS.replace("-0.25::float8", "null::float8")
     with empty_db.connect() as conn, pytest.raises(PipelineError, match="a NULL where a value"):
-        read_packed_rows(conn, sql.SQL(PACKED).format(rows=sql.SQL(with_null)), ROW)
+        read_packed_rows(conn, sql.SQL(PACKED).format(rows=sql.SQL(with_null)), ROW,
+                         "test rows")

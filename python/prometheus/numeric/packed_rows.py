@@ -17,13 +17,14 @@ from prometheus.numeric.errors import PipelineError
 
 
 def read_packed_rows(conn: psycopg.Connection, statement: sql.Composable,
-                     row_dtype: np.dtype) -> np.ndarray:
+                     row_dtype: np.dtype, what: str) -> np.ndarray:
     """Run statement and parse its packed rows, each row_dtype. A NULL field makes its row's
-    bytes NULL, which string_agg leaves out: the count tells, and the rows are refused."""
+    bytes NULL, which string_agg leaves out: the count tells, and the rows (what the error
+    calls them) are refused."""
     with conn.cursor(binary=True) as cur:
         row = cur.execute(statement).fetchone()
     count, packed = row if row else (0, None)
     packed = packed or b""
     if len(packed) != int(count) * row_dtype.itemsize:
-        raise PipelineError("staged windows are malformed: a NULL where a value belongs")
+        raise PipelineError(f"{what} are malformed: a NULL where a value belongs")
     return np.frombuffer(packed, dtype=row_dtype)

@@ -127,7 +127,8 @@ class EmbeddingWriter:
         """embedding_ids for count new rows, from the table's own sequence."""
         statement = sql.SQL(queries.RESERVE_IDS).format(
             embeddings_text=sql.Literal(self._embeddings_name), count=sql.Literal(count))
-        ids = read_packed_rows(self._conn, statement, EMBEDDING_ID_ROW)["embedding_id"]
+        ids = read_packed_rows(self._conn, statement, EMBEDDING_ID_ROW,
+                               "reserved embedding_ids")["embedding_id"]
         return ids.astype(np.int64)
 
     def _follow_upserts(self, batch: StagedWindows, vectors: NDArray[np.float32],

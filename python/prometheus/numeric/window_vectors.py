@@ -74,7 +74,8 @@ def _fill_length(conn: psycopg.Connection, relations: dict[str, sql.Composable],
         with conn.transaction():
             rows = read_packed_rows(conn, sql.SQL(queries.MISSING_VECTORS).format(
                 after=sql.Literal(int(after)), length=sql.Literal(length),
-                limit=sql.Literal(FILL_BATCH), **relations), row_dtype)
+                limit=sql.Literal(FILL_BATCH), **relations), row_dtype,
+                "vectors missing from the pgvector companion")
             if rows.size == 0:
                 return filled
             values = np.frombuffer(rows["vector"].tobytes(), dtype="<f4").reshape(-1, dims)

@@ -161,9 +161,9 @@ def read_windows(conn: psycopg.Connection, windows_relation: str, returns_relati
                      "last_seq": sql.Literal(members[-1].last_seq)}
             group["stored_models"] = _stored_models(conn, group, members)
             bounds = read_packed_rows(conn, sql.SQL(queries.BOUNDS).format(**group),
-                                      BOUNDS_ROW)
+                                      BOUNDS_ROW, "staged windows")
             history = read_packed_rows(conn, sql.SQL(queries.HISTORY).format(**group),
-                                       HISTORY_ROW)
+                                       HISTORY_ROW, "the staged windows' valid rows")
             instrument_ids = {member.selection_rank: member.instrument_id for member in members}
             for start in range(0, len(bounds), batch_windows):
                 yield gather_windows(bounds[start:start + batch_windows], history, window_days,
