@@ -136,6 +136,22 @@ def test_a_changed_returns_model_is_rebuilt_not_mixed(small_db: Database) -> Non
     assert all(not after[i] & before[i] for i in before)  # every row rewritten
 
 
+def test_a_copy_of_a_deployed_database_is_not_deployed_again(scratch_db: Database) -> None:
+    """The deployment is recorded by relation within its database (schema and name), so a
+    copy under another name (scratch_db is `create database ... template` of the deployed
+    demo market) runs at once: no redeploy, no rebuild of its daily returns."""
+    with scratch_db.connect() as conn:
+        before = row_versions(conn)
+    result = scratch_db.backfill("--as-of", "2025-01-31", "--instrument-id", "US_EQ_0001",
+                                 "--no-tests")
+    assert result.returncode == 0, result.stderr
+    assert "staging windows with dbt" in result.stderr, result.stderr
+    assert "deploying" not in result.stderr and "rebuilding" not in result.stderr, \
+        result.stderr
+    with scratch_db.connect() as conn:
+        assert row_versions(conn) == before
+
+
 def test_a_run_checks_the_rows_it_reads_and_a_plain_run_checks_all(
         small_db: Database) -> None:
     """A staging run checks the stored rows its windows read (from the last row before its

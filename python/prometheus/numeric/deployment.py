@@ -5,7 +5,9 @@ or changed.
 Rebuilding a view swaps it under whoever reads it, so a deploy needs every other run out of
 the way: each run holds the staging lock shared from staging to its end, and a deploy takes
 it exclusively. The key hashes what decides the deployed objects: each node's SQL checksum,
-config, relation and macros' code, and the relations of the sources.
+config, relation and macros' code, and the relations of the sources. Relations are named
+within the database (schema and name): a copy of the database (`create database ... template`,
+a restore under another name) holds the same deployment, so it is not rebuilt.
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ def deployment_key(manifest: Any, node_ids: list[str]) -> str:
     for unique_id in sorted(node_ids):
         node = manifest.nodes[unique_id]
         macros = sorted(node.depends_on.macros)
-        parts.append([unique_id, node.checksum.checksum, node.relation_name,
+        parts.append([unique_id, node.checksum.checksum, [node.schema, node.alias],
                       node.config.materialized, macros,
                       [manifest.macros[m].macro_sql for m in macros if m in manifest.macros]])
-    parts.append(sorted(str(source.relation_name) for source in manifest.sources.values()))
+    parts.append(sorted([source.schema, source.identifier]
+                        for source in manifest.sources.values()))
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
