@@ -5,9 +5,9 @@ or changed.
 Rebuilding a view swaps it under whoever reads it, so a deploy needs every other run out of
 the way: each run holds the staging lock shared from staging to its end, and a deploy takes
 it exclusively. The key hashes what decides the deployed objects: each node's SQL checksum,
-config, relation and macros' code, and the relations of the sources. Relations are named
-within the database (schema and name): a copy of the database (`create database ... template`,
-a restore under another name) holds the same deployment, so it is not rebuilt.
+materialization, relation and macros' code, and the relations of the sources. Relations are
+named within the database (schema and name): a copy of the database (`create database ...
+template`, a restore under another name) holds the same deployment, so it is not rebuilt.
 """
 
 from __future__ import annotations
