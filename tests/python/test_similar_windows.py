@@ -198,6 +198,17 @@ def test_pgvector_values_follow_every_write(scratch_db: Database) -> None:
         "select count(*) from numeric_window_embeddings"
         " where entity_id in ('US_EQ_0012', 'US_EQ_0013')") > 0
     assert pgvector_mismatches(scratch_db) == []
+    # A stored vector holding NaN (another writer's) stays out of the companion, with a
+    # warning, even when it is the only one missing (the fill's batch then has no row).
+    with scratch_db.connect() as conn:
+        nan_id = conn.execute(
+            "update numeric_window_embeddings set vector = %s where embedding_id ="
+            " (select min(embedding_id) from numeric_window_embeddings) returning embedding_id",
+            (np.full(384, np.nan, "<f4").tobytes(),)).fetchone()[0]
+    after_nan = scratch_db.backfill(*RANGE, *model, "--skip-existing")
+    assert after_nan.returncode == 0, after_nan.stderr
+    assert "1 stored vectors hold NaN or infinity: not copied" in after_nan.stderr
+    assert pgvector_mismatches(scratch_db) == [nan_id]
 
 
 def test_pgvector_switched_off(scratch_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,7 @@
-"""The COPY BINARY rows the writer sends, built whole by numpy for a batch: no Python object
-per value. Rows of numeric_window_embeddings (keys, window_spec text, vector bytes) and of
-its pgvector companion numeric_window_vectors (the same vector in pgvector's binary form).
+"""The COPY BINARY rows the writer sends, built whole by numpy for a batch: one numpy record
+per row, each field assigned for the whole batch at once, no Python object per value. Rows of
+numeric_window_embeddings (keys, window_spec text, vector bytes) and of its pgvector companion
+numeric_window_vectors (the same vector in pgvector's binary form).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import json
 from collections.abc import Callable
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import DTypeLike, NDArray
 
 from prometheus.numeric.fingerprints import fingerprints
 from prometheus.numeric.registry import FEATURES, ModelSpec
@@ -77,11 +78,12 @@ def window_specs(batch: StagedWindows, spec: ModelSpec, window_days: int,
         parts.append(np.broadcast_to(np.frombuffer(fragment.encode(), np.uint8),
                                      (n, len(fragment.encode()))))
 
+    end_date = json_dates(bounds["end_date"])
     text(json.dumps(constants)[:-1])
     for key, column in (
             ("start_date", json_dates(bounds["start_date"])),
-            ("end_date", json_dates(bounds["end_date"])),
-            ("last_trade_date", json_dates(bounds["end_date"])),
+            ("end_date", end_date),
+            ("last_trade_date", end_date),
             ("rows_observed", json_ints(bounds["rows_observed"])),
             ("rows_filled", json_ints(bounds["rows_filled"])),
             ("rows_rejected", json_ints(bounds["rows_rejected"])),
@@ -97,31 +99,64 @@ def window_specs(batch: StagedWindows, spec: ModelSpec, window_days: int,
     return np.hstack(parts)
 
 
-def big_endian(values: NDArray[np.generic] | int, dtype: str, n: int) -> NDArray[np.uint8]:
-    """A big-endian integer column (or constant) as (n, size) bytes."""
-    column = np.broadcast_to(np.asarray(values, dtype=dtype), (n,))
-    return np.ascontiguousarray(column).view(np.uint8).reshape(n, -1)
+# One field of a COPY BINARY row: its name, its fixed-width type, and its value: a constant,
+# one value per row, or, for a structured type, a value per part.
+Field = tuple[str, DTypeLike, object]
 
 
-# The columns of a group of rows whose entity_ids have one byte length: (rows, their
-# entity_ids as fixed-width bytes, that length) -> the row's fields as (n, width) bytes.
-GroupColumns = Callable[[NDArray[np.intp], NDArray[np.uint8], int], list[NDArray[np.uint8]]]
+def binary_rows(count: int, fields: list[Field]) -> NDArray[np.void]:
+    """count COPY BINARY rows (no header), one numpy record each: the field count, then
+    each field's length word and value. numpy converts every value to its field's type
+    (byte order included) as it assigns it."""
+    layout: list[tuple[str, DTypeLike]] = [("field_count", ">i2")]
+    for name, dtype, _ in fields:
+        layout += [(f"{name}_length", ">i4"), (name, dtype)]
+    rows = np.empty(count, dtype=np.dtype(layout))
+    rows["field_count"] = len(fields)
+    for name, dtype, value in fields:
+        rows[f"{name}_length"] = np.dtype(dtype).itemsize
+        parts = value if isinstance(value, dict) else {None: value}
+        for part, part_value in parts.items():
+            target = rows[name] if part is None else rows[name][part]
+            target[...] = part_value
+    return rows
 
 
-def _rows_by_entity_length(batch: StagedWindows, columns: GroupColumns) -> memoryview:
+def pgvector_field(vectors: NDArray[np.float32]) -> Field:
+    """The vectors as one field of pgvector's binary `vector`: int16 dimensions, int16
+    unused, then the values as big-endian float32 (the same bits as the little-endian
+    bytea)."""
+    dims = vectors.shape[1]
+    layout = np.dtype([("dims", ">i2"), ("unused", ">i2"), ("values", ">f4", (dims,))])
+    return ("vector", layout, {"dims": dims, "unused": 0, "values": vectors})
+
+
+def as_void(values: NDArray[np.uint8]) -> NDArray[np.void]:
+    """(n, width) bytes as n opaque values of that width."""
+    return np.ascontiguousarray(values).view(f"V{values.shape[1]}").reshape(-1)
+
+
+# The fields of a group of rows whose entity_ids have one byte length: (rows, their
+# entity_ids as fixed-width bytes, that length) -> the group's fields.
+GroupFields = Callable[[NDArray[np.intp] | slice, NDArray[np.bytes_], int], list[Field]]
+
+
+def _rows_by_entity_length(batch: StagedWindows, fields: GroupFields) -> memoryview:
     """The COPY BINARY rows (no header) of the whole batch. numpy builds fixed-width rows, so
     rows are grouped by the byte length of their instrument_id (a batch usually has one) and
     each group is built in one go."""
     unique_ranks, rank_index = np.unique(batch.bounds["selection_rank"], return_inverse=True)
     entity_ids = [batch.instrument_ids[int(rank)].encode() for rank in unique_ranks]
-    lengths = np.array([len(entity_id) for entity_id in entity_ids])[rank_index]
+    lengths = np.array([len(entity_id) for entity_id in entity_ids], dtype=np.int64)[rank_index]
     chunks: list[NDArray[np.uint8]] = []
     for length in np.unique(lengths).tolist():
-        rows = np.flatnonzero(lengths == length)
+        rows: NDArray[np.intp] | slice = np.flatnonzero(lengths == length)
+        if len(rows) == len(batch):
+            rows = slice(None)  # the usual case: one length, no copy of the batch's values
         ids = np.array(entity_ids, dtype=f"S{length}")  # only this group's are read
-        chunks.append(np.hstack(columns(rows, _ascii(ids[rank_index[rows]], length),
-                                        length)).reshape(-1))
-    # One instrument_id length (the usual case): the rows go out without another copy.
+        group = binary_rows(len(rank_index[rows]),
+                            fields(rows, ids[rank_index[rows]], length))
+        chunks.append(group.view(np.uint8))
     return (chunks[0] if len(chunks) == 1 else np.concatenate(chunks)).data
 
 
@@ -129,55 +164,38 @@ def copy_rows(batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpe
               window_days: int, run_id: str,
               embedding_ids: NDArray[np.int64] | None = None) -> memoryview:
     """Rows of queries.COPY_COLUMNS, led by embedding_id when embedding_ids are given."""
-    specs_text = window_specs(batch, spec, window_days, run_id)
-    vector_bytes = np.ascontiguousarray(vectors, dtype="<f4").view(np.uint8)
-    vector_bytes = vector_bytes.reshape(len(batch), -1)
+    specs = as_void(window_specs(batch, spec, window_days, run_id))
     model = spec.model_id.encode()
 
-    def columns(rows: NDArray[np.intp], entity_ids: NDArray[np.uint8],
-                length: int) -> list[NDArray[np.uint8]]:
-        count = rows.size
-        ids = [] if embedding_ids is None else [big_endian(8, ">i4", count),
-                                                big_endian(embedding_ids[rows], ">i8", count)]
+    def fields(rows: NDArray[np.intp] | slice, entity_ids: NDArray[np.bytes_],
+               length: int) -> list[Field]:
+        ids: list[Field] = [] if embedding_ids is None else [
+            ("embedding_id", ">i8", embedding_ids[rows])]
         return [
-            big_endian(6 + (embedding_ids is not None), ">i2", count), *ids,
-            big_endian(len(ENTITY_TYPE), ">i4", count), _ascii(np.full(count, ENTITY_TYPE), 10),
-            big_endian(length, ">i4", count), entity_ids,
-            big_endian(specs_text.shape[1] + 1, ">i4", count),
-            big_endian(JSONB_VERSION, "u1", count), specs_text[rows],
-            big_endian(4, ">i4", count),
-            big_endian(batch.bounds["as_of_date"][rows], ">i4", count),
-            big_endian(len(model), ">i4", count), _ascii(np.full(count, model), len(model)),
-            big_endian(vector_bytes.shape[1], ">i4", count), vector_bytes[rows],
+            *ids,
+            ("entity_type", f"S{len(ENTITY_TYPE)}", ENTITY_TYPE),
+            ("entity_id", f"S{length}", entity_ids),
+            ("window_spec", [("version", "u1"), ("text", specs.dtype)],
+             {"version": JSONB_VERSION, "text": specs[rows]}),
+            ("as_of_date", ">i4", batch.bounds["as_of_date"][rows]),
+            ("model_id", f"S{len(model)}", model),
+            ("vector", ("<f4", (vectors.shape[1],)), vectors[rows]),
         ]
-    return _rows_by_entity_length(batch, columns)
-
-
-def pgvector_values(vectors: NDArray[np.float32]) -> NDArray[np.uint8]:
-    """Each vector as one COPY BINARY field of pgvector's `vector`, length word included:
-    (n, 8 + 4 * dims) bytes. The format: int16 dimensions, int16 unused, then big-endian
-    float32 values (the same bits as the little-endian bytea)."""
-    count, dims = vectors.shape
-    values = np.ascontiguousarray(vectors, dtype=">f4").view(np.uint8).reshape(count, -1)
-    return np.hstack([big_endian(4 + values.shape[1], ">i4", count), big_endian(dims, ">i2", count),
-                      big_endian(0, ">i2", count), values])
+    return _rows_by_entity_length(batch, fields)
 
 
 def vector_rows(batch: StagedWindows, vectors: NDArray[np.float32], model_id: str,
                 embedding_ids: NDArray[np.int64]) -> memoryview:
     """Rows of queries.VECTOR_COLUMNS: the batch's vectors as pgvector values."""
-    values = pgvector_values(vectors)
     model = model_id.encode()
 
-    def columns(rows: NDArray[np.intp], entity_ids: NDArray[np.uint8],
-                length: int) -> list[NDArray[np.uint8]]:
-        count = rows.size
+    def fields(rows: NDArray[np.intp] | slice, entity_ids: NDArray[np.bytes_],
+               length: int) -> list[Field]:
         return [
-            big_endian(5, ">i2", count),
-            big_endian(8, ">i4", count), big_endian(embedding_ids[rows], ">i8", count),
-            big_endian(len(model), ">i4", count), _ascii(np.full(count, model), len(model)),
-            big_endian(length, ">i4", count), entity_ids,
-            big_endian(4, ">i4", count), big_endian(batch.bounds["as_of_date"][rows], ">i4", count),
-            values[rows],
+            ("embedding_id", ">i8", embedding_ids[rows]),
+            ("model_id", f"S{len(model)}", model),
+            ("entity_id", f"S{length}", entity_ids),
+            ("as_of_date", ">i4", batch.bounds["as_of_date"][rows]),
+            pgvector_field(vectors[rows]),
         ]
-    return _rows_by_entity_length(batch, columns)
+    return _rows_by_entity_length(batch, fields)

@@ -18,7 +18,12 @@ from numpy.typing import NDArray
 from psycopg import sql
 
 from prometheus.numeric import queries
-from prometheus.numeric.copy_rows import PGCOPY_HEADER, PGCOPY_TRAILER, big_endian, pgvector_values
+from prometheus.numeric.copy_rows import (
+    PGCOPY_HEADER,
+    PGCOPY_TRAILER,
+    binary_rows,
+    pgvector_field,
+)
 from prometheus.numeric.packed_rows import read_packed_rows
 
 log = logging.getLogger("prometheus.numeric.window_vectors")
@@ -99,6 +104,5 @@ def _fill_length(conn: psycopg.Connection, relations: dict[str, sql.Composable],
 def _encoded_rows(embedding_ids: NDArray[np.int64], values: NDArray[np.float32]
                   ) -> NDArray[np.uint8]:
     """COPY BINARY rows of (FILL_COLUMNS): an id and the vector as a pgvector value."""
-    count = values.shape[0]
-    return np.hstack([big_endian(2, ">i2", count), big_endian(8, ">i4", count),
-                      big_endian(embedding_ids, ">i8", count), pgvector_values(values)])
+    return binary_rows(len(values), [("embedding_id", ">i8", embedding_ids),
+                                     pgvector_field(values)]).view(np.uint8)
