@@ -199,7 +199,7 @@ def test_pgvector_values_follow_every_write(scratch_db: Database) -> None:
         " where entity_id in ('US_EQ_0012', 'US_EQ_0013')") > 0
     assert pgvector_mismatches(scratch_db) == []
     # A stored vector holding NaN (another writer's) stays out of the companion, with a
-    # warning, even when it is the only one missing (the fill's batch then has no row).
+    # warning, even when it is the only one missing (the fill's batch then has no finite one).
     with scratch_db.connect() as conn:
         nan_id = conn.execute(
             "update numeric_window_embeddings set vector = %s where embedding_id ="

@@ -10,6 +10,7 @@ import numpy as np
 
 from prometheus.numeric.copy_rows import copy_rows, json_ints, window_specs
 from prometheus.numeric.registry import ModelSpec
+from prometheus.numeric.window_vectors import _encoded_rows
 from prometheus.numeric.windows import BOUNDS_ROW, NO_TRADING_DAYS, PG_EPOCH, StagedWindows
 
 
@@ -90,3 +91,18 @@ def test_copy_rows_hold_each_field_with_its_length() -> None:
         np.datetime64(dt.date(2025, 1, 31))
     assert np.array_equal(np.frombuffer(eu[5], "<f4"), vectors[1])
     assert np.array_equal(np.frombuffer(by_id["US_EQ_0001"][5], "<f4"), vectors[0])
+
+
+def test_fill_rows_hold_pgvector_values_and_may_be_none() -> None:
+    """A fill batch whose vectors are all left out (NaN or infinity) copies no row."""
+    assert _encoded_rows(np.zeros(0, np.int64), np.zeros((0, 384), np.float32)).size == 0
+    values = np.array([[1.5, -0.0, 3.4028235e38]], dtype=np.float32)
+    data = _encoded_rows(np.array([2**40 + 7]), values).tobytes()
+    assert int.from_bytes(data[:2], "big") == 2
+    embedding_id, at = read_field(data, 2)
+    assert int.from_bytes(embedding_id, "big", signed=True) == 2**40 + 7
+    embedding, at = read_field(data, at)
+    assert at == len(data)
+    assert struct.unpack(">hh", embedding[:4]) == (3, 0)  # dimensions, unused
+    assert np.array_equal(np.frombuffer(embedding[4:], ">f4").view(">u4"),
+                          values[0].astype(">f4").view(">u4"))

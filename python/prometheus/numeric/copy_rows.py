@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 
 import numpy as np
-from numpy.typing import DTypeLike, NDArray
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from prometheus.numeric.fingerprints import fingerprints
 from prometheus.numeric.registry import FEATURES, ModelSpec
@@ -21,7 +21,6 @@ PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(
 PGCOPY_TRAILER = b"\xff\xff"
 ENTITY_TYPE = b"INSTRUMENT"
 JSONB_VERSION = 1  # COPY BINARY jsonb: a version byte, then the JSON text
-# queries.COPY_COLUMNS; embedding_id, vector_ref and created_at take their defaults.
 
 
 def _ascii(values: NDArray[np.generic], width: int) -> NDArray[np.uint8]:
@@ -99,9 +98,10 @@ def window_specs(batch: StagedWindows, spec: ModelSpec, window_days: int,
     return np.hstack(parts)
 
 
-# One field of a COPY BINARY row: its name, its fixed-width type, and its value: a constant,
-# one value per row, or, for a structured type, a value per part.
-Field = tuple[str, DTypeLike, object]
+# One field of a COPY BINARY row: its name, its fixed-width type, and its value: a constant
+# or one value per row, or for a structured type a value per part.
+FieldValue = ArrayLike | dict[str, ArrayLike]
+Field = tuple[str, DTypeLike, FieldValue]
 
 
 def binary_rows(count: int, fields: list[Field]) -> NDArray[np.void]:
@@ -115,10 +115,15 @@ def binary_rows(count: int, fields: list[Field]) -> NDArray[np.void]:
     rows["field_count"] = len(fields)
     for name, dtype, value in fields:
         rows[f"{name}_length"] = np.dtype(dtype).itemsize
-        parts = value if isinstance(value, dict) else {None: value}
-        for part, part_value in parts.items():
-            target = rows[name] if part is None else rows[name][part]
-            target[...] = part_value
+        if not isinstance(value, dict):
+            rows[name] = value
+            continue
+        # np.empty: a part left out would send whatever the memory held.
+        if set(value) != set(np.dtype(dtype).names or ()):
+            raise ValueError(f"field {name}: values for {sorted(value)}, parts "
+                             f"{np.dtype(dtype).names}")
+        for part, part_value in value.items():
+            rows[name][part] = part_value
     return rows
 
 
@@ -128,10 +133,10 @@ def pgvector_field(vectors: NDArray[np.float32]) -> Field:
     bytea)."""
     dims = vectors.shape[1]
     layout = np.dtype([("dims", ">i2"), ("unused", ">i2"), ("values", ">f4", (dims,))])
-    return ("vector", layout, {"dims": dims, "unused": 0, "values": vectors})
+    return ("embedding", layout, {"dims": dims, "unused": 0, "values": vectors})
 
 
-def as_void(values: NDArray[np.uint8]) -> NDArray[np.void]:
+def _as_void(values: NDArray[np.uint8]) -> NDArray[np.void]:
     """(n, width) bytes as n opaque values of that width."""
     return np.ascontiguousarray(values).view(f"V{values.shape[1]}").reshape(-1)
 
@@ -150,12 +155,11 @@ def _rows_by_entity_length(batch: StagedWindows, fields: GroupFields) -> memoryv
     lengths = np.array([len(entity_id) for entity_id in entity_ids], dtype=np.int64)[rank_index]
     chunks: list[NDArray[np.uint8]] = []
     for length in np.unique(lengths).tolist():
-        rows: NDArray[np.intp] | slice = np.flatnonzero(lengths == length)
-        if len(rows) == len(batch):
-            rows = slice(None)  # the usual case: one length, no copy of the batch's values
+        members = np.flatnonzero(lengths == length)
+        # The usual case, one length: a slice, so the batch's values are not copied.
+        rows: NDArray[np.intp] | slice = slice(None) if members.size == len(batch) else members
         ids = np.array(entity_ids, dtype=f"S{length}")  # only this group's are read
-        group = binary_rows(len(rank_index[rows]),
-                            fields(rows, ids[rank_index[rows]], length))
+        group = binary_rows(members.size, fields(rows, ids[rank_index[rows]], length))
         chunks.append(group.view(np.uint8))
     return (chunks[0] if len(chunks) == 1 else np.concatenate(chunks)).data
 
@@ -163,8 +167,9 @@ def _rows_by_entity_length(batch: StagedWindows, fields: GroupFields) -> memoryv
 def copy_rows(batch: StagedWindows, vectors: NDArray[np.float32], spec: ModelSpec,
               window_days: int, run_id: str,
               embedding_ids: NDArray[np.int64] | None = None) -> memoryview:
-    """Rows of queries.COPY_COLUMNS, led by embedding_id when embedding_ids are given."""
-    specs = as_void(window_specs(batch, spec, window_days, run_id))
+    """Rows of queries.COPY_COLUMNS, led by embedding_id when embedding_ids are given
+    (otherwise it takes its default, as vector_ref and created_at do)."""
+    specs = _as_void(window_specs(batch, spec, window_days, run_id))
     model = spec.model_id.encode()
 
     def fields(rows: NDArray[np.intp] | slice, entity_ids: NDArray[np.bytes_],

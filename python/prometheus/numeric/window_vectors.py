@@ -94,7 +94,7 @@ def _fill_length(conn: psycopg.Connection, relations: dict[str, sql.Composable],
                     columns=sql.SQL(queries.FILL_COLUMNS))) as copy:
                 copy.write(PGCOPY_HEADER)
                 encoded = _encoded_rows(rows["embedding_id"][finite], values[finite])
-                copy.write(encoded.reshape(-1).data)
+                copy.write(encoded.data)
                 copy.write(PGCOPY_TRAILER)
             filled += conn.execute(sql.SQL(queries.FILL_FROM_ENCODED).format(
                 **relations)).rowcount
