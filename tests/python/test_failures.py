@@ -91,11 +91,14 @@ def test_hostile_strings_are_data(demo_db: Database, original_run) -> None:
     result = demo_db.backfill("--as-of", "2025-01-31", "--market-id", hostile)
     assert_one_line_error(result, 1, "nothing selected", "drop table prices_daily")
     assert table_counts(demo_db) == before
-    # A quoted instrument id is looked up as it is: no such instrument, so it is skipped.
+    # A quoted instrument id, and one outside Unicode's first plane (JSON would escape it as a
+    # surrogate pair, which dbt's YAML reader of --vars refuses), are looked up as they are:
+    # no such instruments, so they are skipped.
     result = demo_db.backfill(*BASE, "--instrument-id", "O'Brien /* */ ; --",
+                              "--instrument-id", "US_EQ_\U0001D11E",
                               "--model-id", "num-regime-core-v1", "--window-days", "10")
     assert result.returncode == 0, result.stderr
-    assert "embedded=5 skipped=1 " in result.stdout
+    assert "embedded=5 skipped=2 " in result.stdout
 
 
 BAD_VARS = [

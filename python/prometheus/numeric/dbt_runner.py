@@ -89,7 +89,8 @@ class DbtRunner:
         failing tests fail it), unless check is false."""
         args = [*command, *self._common_args()]
         if dbt_vars:
-            args += ["--vars", json.dumps(dbt_vars)]
+            # Characters as they are: dbt's YAML reader refuses JSON's surrogate-pair escapes.
+            args += ["--vars", json.dumps(dbt_vars, ensure_ascii=False)]
         if command[0] in MODEL_COMMANDS:
             if self._manifest_compiled_models:
                 self._manifest = None  # parsed again (partially: nothing changed on disk)
