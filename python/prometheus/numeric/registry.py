@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,42 +37,64 @@ class ModelSpec:
         return self.dim
 
 
+COLUMNS = ("model_id", "encoder", "dim")
+MAX_DIM = 2**31 - 1  # the seed's dim column is an integer
+MAX_MODEL_ID = 64  # numeric_window_embeddings.model_id is varchar(64)
+
+
 def load_registry(project_dir: Path) -> dict[str, ModelSpec]:
-    """The registry seed's models; a seed that is missing or malformed is refused with its
-    path and line (the CLI's one-line error), before anything is staged."""
+    """The registry seed's models. A seed that is missing, or that dbt would load otherwise
+    than read here, is refused with its path and row (the CLI's one-line error, exit 1)."""
     path = project_dir / REGISTRY_SEED
-    registry: dict[str, ModelSpec] = {}
     try:
         # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name.
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            for row in reader:
-                spec = _model_spec(row, f"{path}, line {reader.line_num}")
-                registry[spec.model_id] = spec
+            return _read_registry(csv.reader(handle), str(path))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise PipelineError(f"cannot read the model registry {path}: {exc}") from None
+
+
+def _read_registry(reader: Iterator[list[str]], path: str) -> dict[str, ModelSpec]:
+    header = next(reader, [])
+    if any(header.count(column) != 1 for column in COLUMNS):
+        raise PipelineError(f"{path}, row 1: the header must name each of "
+                            f"{', '.join(COLUMNS)} once")
+    registry: dict[str, ModelSpec] = {}
+    # Rows numbered as a spreadsheet shows them (a quoted cell may span lines), header 1.
+    for row, cells in enumerate(reader, start=2):
+        where = f"{path}, row {row}"
+        if len(cells) != len(header):
+            raise PipelineError(f"{where}: {len(cells)} cells, the header has {len(header)}")
+        model_id, encoder, dim = (cells[header.index(column)] for column in COLUMNS)
+        spec = _model_spec(model_id, encoder, dim, where)
+        if spec.model_id in registry:
+            raise PipelineError(f"{where}: model_id {spec.model_id!r} is on an earlier row too")
+        registry[spec.model_id] = spec
+    if not registry:
+        raise PipelineError(f"{path}: no models")
     return registry
 
 
-def _model_spec(row: dict[str | None, str | None], where: str) -> ModelSpec:
-    cells = {name: row.get(name) for name in ("model_id", "encoder", "dim")}
-    for name, cell in cells.items():
-        if cell is None:
-            raise PipelineError(f"{where}: no '{name}' column in the model registry")
-        if cell != cell.strip():  # dbt's seed keeps the spaces: the two would disagree
+def _model_spec(model_id: str, encoder: str, dim: str, where: str) -> ModelSpec:
+    for name, cell in (("model_id", model_id), ("encoder", encoder), ("dim", dim)):
+        if cell != cell.strip():  # dbt's seed keeps them: the CLI and dbt would disagree
             raise PipelineError(f"{where}: spaces around the {name} {cell!r}")
-    model_id, encoder, dim_text = cells["model_id"] or "", cells["encoder"] or "", cells["dim"]
-    if not model_id:
-        raise PipelineError(f"{where}: a model without a model_id")
+    if not 0 < len(model_id) <= MAX_MODEL_ID or not model_id.isprintable():
+        raise PipelineError(f"{where}: model_id {model_id!r} is not 1 to {MAX_MODEL_ID} "
+                            "printable characters")
     if encoder not in ENCODERS:
-        raise PipelineError(f"{where}: model {model_id} has unknown encoder {encoder!r} "
+        raise PipelineError(f"{where}: model {model_id!r} has unknown encoder {encoder!r} "
                             f"(known: {', '.join(ENCODERS)})")
-    dim = int(dim_text) if dim_text and dim_text.isdigit() else None
-    if dim_text and dim is None:
-        raise PipelineError(f"{where}: model {model_id} has dim {dim_text!r}, not a whole number")
-    if encoder == "pad_to_dim" and not dim:
-        raise PipelineError(f"{where}: pad_to_dim model {model_id} needs a dim above 0")
-    return ModelSpec(model_id, encoder, dim)
+    if encoder == "flatten":
+        if dim:
+            raise PipelineError(f"{where}: flatten model {model_id!r} takes no dim "
+                                "(its vectors hold 3 x window_days values)")
+        return ModelSpec(model_id, encoder, None)
+    digits = dim.isascii() and dim.isdigit() and len(dim) <= len(str(MAX_DIM))
+    if not digits or not 0 < int(dim) <= MAX_DIM:
+        raise PipelineError(f"{where}: pad_to_dim model {model_id!r} needs a dim, a whole "
+                            f"number from 1 to {MAX_DIM}, not {dim!r}")
+    return ModelSpec(model_id, encoder, int(dim))
 
 
 def resolve_models(registry: dict[str, ModelSpec], model_ids: list[str]) -> list[ModelSpec]:
