@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,19 @@ MODEL_COMMANDS = {"run", "build", "compile"}
 FAILED_STATUSES = {"error", "fail", "runtime error"}
 _ERROR_HEADERS = ("compilation error", "database error", "runtime error", "failure in",
                   "dbt was unable", "completed with")
+
+
+# dbt reads --vars as YAML. JSON's escape of a character outside Unicode's first plane, a
+# surrogate pair, is not valid YAML, so characters go as they are; except those YAML
+# refuses raw (DEL, C1 controls, U+FFFE, U+FFFF, lone surrogates) or reads as a line break
+# (NEL), which go escaped.
+YAML_UNSAFE = re.compile("[\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def vars_text(dbt_vars: dict[str, Any]) -> str:
+    """The --vars value dbt reads back as dbt_vars, whatever characters their strings hold."""
+    return YAML_UNSAFE.sub(lambda match: f"\\u{ord(match[0]):04x}",
+                           json.dumps(dbt_vars, ensure_ascii=False))
 
 
 class DbtFailure(PipelineError):
@@ -89,8 +103,7 @@ class DbtRunner:
         failing tests fail it), unless check is false."""
         args = [*command, *self._common_args()]
         if dbt_vars:
-            # Characters as they are: dbt's YAML reader refuses JSON's surrogate-pair escapes.
-            args += ["--vars", json.dumps(dbt_vars, ensure_ascii=False)]
+            args += ["--vars", vars_text(dbt_vars)]
         if command[0] in MODEL_COMMANDS:
             if self._manifest_compiled_models:
                 self._manifest = None  # parsed again (partially: nothing changed on disk)
