@@ -17,7 +17,7 @@ import psycopg
 
 from prometheus.numeric.errors import PipelineError, UsageError
 from prometheus.numeric.project import find_project_dir
-from prometheus.numeric.registry import load_registry, resolve_models
+from prometheus.numeric.registry import MAX_ID_LENGTH, load_registry, resolve_models
 from prometheus.numeric.run_request import BATCH_WINDOWS, MAX_BATCH_WINDOWS, BackfillRequest
 
 PROG = "backfill_numeric_embeddings"
@@ -53,8 +53,9 @@ def _whole_number(minimum: int, maximum: int | None = None):  # type: ignore[no-
 
 
 def _identifier(text: str) -> str:
-    if not text or len(text) > 64:
-        raise argparse.ArgumentTypeError(f"must be 1 to 64 characters, got {len(text)}")
+    if not text or len(text) > MAX_ID_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to {MAX_ID_LENGTH} characters, got {len(text)}")
     return text
 
 

@@ -39,7 +39,7 @@ class ModelSpec:
 
 COLUMNS = ("model_id", "encoder", "dim")
 MAX_DIM = 2**31 - 1  # the seed's dim column is an integer
-MAX_MODEL_ID = 64  # numeric_window_embeddings.model_id is varchar(64)
+MAX_ID_LENGTH = 64  # model_id and entity_id are varchar(64) in numeric_window_embeddings
 
 
 def load_registry(project_dir: Path) -> dict[str, ModelSpec]:
@@ -59,13 +59,14 @@ def _read_registry(reader: Iterator[list[str]], path: str) -> dict[str, ModelSpe
     if any(header.count(column) != 1 for column in COLUMNS):
         raise PipelineError(f"{path}, row 1: the header must name each of "
                             f"{', '.join(COLUMNS)} once")
+    positions = [header.index(column) for column in COLUMNS]
     registry: dict[str, ModelSpec] = {}
     # Rows numbered as a spreadsheet shows them (a quoted cell may span lines), header 1.
     for row, cells in enumerate(reader, start=2):
         where = f"{path}, row {row}"
         if len(cells) != len(header):
             raise PipelineError(f"{where}: {len(cells)} cells, the header has {len(header)}")
-        model_id, encoder, dim = (cells[header.index(column)] for column in COLUMNS)
+        model_id, encoder, dim = (cells[position] for position in positions)
         spec = _model_spec(model_id, encoder, dim, where)
         if spec.model_id in registry:
             raise PipelineError(f"{where}: model_id {spec.model_id!r} is on an earlier row too")
@@ -77,10 +78,12 @@ def _read_registry(reader: Iterator[list[str]], path: str) -> dict[str, ModelSpe
 
 def _model_spec(model_id: str, encoder: str, dim: str, where: str) -> ModelSpec:
     for name, cell in (("model_id", model_id), ("encoder", encoder), ("dim", dim)):
-        if cell != cell.strip():  # dbt's seed keeps them: the CLI and dbt would disagree
+        # dbt's seed keeps them in the text columns, so the CLI and dbt would disagree (dim
+        # is held to the same rule).
+        if cell != cell.strip():
             raise PipelineError(f"{where}: spaces around the {name} {cell!r}")
-    if not 0 < len(model_id) <= MAX_MODEL_ID or not model_id.isprintable():
-        raise PipelineError(f"{where}: model_id {model_id!r} is not 1 to {MAX_MODEL_ID} "
+    if not 0 < len(model_id) <= MAX_ID_LENGTH or not model_id.isprintable():
+        raise PipelineError(f"{where}: model_id {model_id!r} is not 1 to {MAX_ID_LENGTH} "
                             "printable characters")
     if encoder not in ENCODERS:
         raise PipelineError(f"{where}: model {model_id!r} has unknown encoder {encoder!r} "
