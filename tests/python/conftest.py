@@ -18,10 +18,11 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -42,6 +43,40 @@ SMALL_MARKET = MarketShape(active_equities=401, start_date=dt.date(2024, 6, 3),
                            end_date=dt.date(2024, 12, 31))
 TARGETS = PROJECT_DIR / "target" / "tests"
 SESSION = f"{os.getpid()}"
+T = TypeVar("T")
+
+
+def on_a_fresh_stack(call: Callable[[], T]) -> T:
+    """call() run on a new thread, its result returned or its exception raised here.
+
+    dbt-common builds each behavior flag with inspect.stack(), whose cost grows with the
+    frames below it, most of all frames without a source file (xdist's workers run from
+    code strings: each such frame is a scan of sys.modules). Under pytest-xdist that made an
+    in-process CLI run several times slower than the same command as a process; a new
+    thread's stack holds only the call's frames, as a process's does.
+    """
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # re-raised in the caller's thread below
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=target, name="in-process-cli")
+    thread.start()
+    thread.join()
+    succeeded, value = outcome[0]
+    if not succeeded:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+class FreshStackDbtRunner(DbtRunner):
+    """The project's DbtRunner, each invocation on a fresh stack (on_a_fresh_stack)."""
+
+    def invoke(self, *args: Any, **kwargs: Any) -> Any:
+        return on_a_fresh_stack(lambda: DbtRunner.invoke(self, *args, **kwargs))
 
 
 @dataclass
@@ -118,7 +153,7 @@ class Database:
         with self.environment(), contextlib.redirect_stdout(out), \
                 contextlib.redirect_stderr(err):
             try:
-                code = cli.main(list(args))
+                code = on_a_fresh_stack(lambda: cli.main(list(args)))
             except SystemExit as exit_:  # argparse's usage errors
                 code = int(exit_.code or 0)
         return CliResult(code, out.getvalue(), err.getvalue())
@@ -134,7 +169,7 @@ class Database:
     def dbt_runner(self) -> Iterator[DbtRunner]:
         """The project's DbtRunner on this database (parsed once, invoked with any vars)."""
         with self.environment():
-            yield DbtRunner(PROJECT_DIR, Path(self.env["DBT_PROFILES_DIR"]))
+            yield FreshStackDbtRunner(PROJECT_DIR, Path(self.env["DBT_PROFILES_DIR"]))
 
     def dbt(self, *args: str) -> DbtResult:
         """`dbt <args>` as typed by hand (parsing as dbt does), in this process."""
@@ -150,8 +185,8 @@ class Database:
                 logs.append(str(event.info.msg))
 
         with self.environment():
-            result = dbtRunner(callbacks=[collect]).invoke(
-                [*args, "--project-dir", str(PROJECT_DIR), "--log-level", "none"])
+            result = on_a_fresh_stack(lambda: dbtRunner(callbacks=[collect]).invoke(
+                [*args, "--project-dir", str(PROJECT_DIR), "--log-level", "none"]))
         nodes = {}
         for node_result in getattr(result.result, "results", None) or []:
             node = getattr(node_result, "node", None)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CliResult, Database
+from conftest import CliResult, Database, on_a_fresh_stack
 
 image = pytest.importorskip("matplotlib.image", reason="the report extra is not installed")
 
@@ -26,7 +26,7 @@ def report(db: Database, *args: str) -> CliResult:
 
     out, err = io.StringIO(), io.StringIO()
     with db.environment(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = report_module.main(list(args))
+        code = on_a_fresh_stack(lambda: report_module.main(list(args)))
     return CliResult(code, out.getvalue(), err.getvalue())
 
 
