@@ -394,3 +394,30 @@ def test_encoder_refuses_non_finite_values() -> None:
     features[1, 2, 1] = 1e39  # finite as a double, infinite as a float32
     with pytest.raises(PipelineError, match="NaN or inf"):
         encode(features, ModelSpec("num-stab-core-v1", "pad_to_dim", 384))
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--instruments", "40"], ["--instruments", "at least 401, got 40"]),
+    (["--instruments", "4O1"], ["--instruments", "not a whole number: '4O1'"]),
+    (["--start-date", "2025-03-01", "--end-date", "2025-01-01"],
+     ["--start-date 2025-03-01 is after --end-date 2025-01-01"]),
+    # Two months of days: too few for the invalid rows planted up to 70 days back.
+    (["--start-date", "2024-12-01"], ["--start-date 2024-12-01", "too few trading days"]),
+])
+def test_demo_data_refuses_a_market_too_small_for_its_special_cases(
+        empty_db: Database, args: list[str], words: list[str]) -> None:
+    from prometheus.numeric import demo_data
+
+    err = io.StringIO()
+    with empty_db.environment(), contextlib.redirect_stderr(err):
+        try:
+            code = demo_data.main(["load", *args])
+        except SystemExit as exit_:  # argparse's usage errors
+            code = int(exit_.code or 0)
+    last = err.getvalue().strip().splitlines()[-1]
+    assert code == 2, err.getvalue()
+    assert "Traceback" not in err.getvalue()
+    for word in words:
+        assert word in last, last
+    # Nothing half-written: the source tables are created in the load's transaction only.
+    assert empty_db.value("select to_regclass('prices_daily') is null")

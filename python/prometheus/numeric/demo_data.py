@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from prometheus.numeric.connection import resolve_server
-from prometheus.numeric.errors import PipelineError
+from prometheus.numeric.errors import PipelineError, UsageError
 
 SOURCE_DDL = """
 create schema if not exists {schema};
@@ -89,6 +89,10 @@ class Instrument:
     last_date: dt.date | None = None
 
 
+STOPPED_INDEX = 400  # the equity that stops trading: the last of the special cases below
+MIN_ACTIVE_EQUITIES = STOPPED_INDEX + 1
+
+
 def demo_instruments(shape: MarketShape) -> list[Instrument]:
     """The instrument list: the shape's equities plus the special cases, in a fixed order."""
     out = [Instrument(f"US_EQ_{i:04d}", "US_EQ", "EQUITY", "ACTIVE", "USD")
@@ -99,7 +103,8 @@ def demo_instruments(shape: MarketShape) -> list[Instrument]:
         out[10 + index * 50].first_date = dt.date.fromisoformat(listed)
     for index, listed in enumerate(("2025-01-06", "2025-01-21", "2024-12-02")):
         out[20 + index * 60].first_date = dt.date.fromisoformat(listed)
-    out[400].last_date = dt.date(2025, 1, 15)  # stopped trading: a stale window on 2025-01-31
+    # Stopped trading: a stale window on 2025-01-31.
+    out[STOPPED_INDEX].last_date = dt.date(2025, 1, 15)
     out += [Instrument(f"US_EQ_X{i:03d}", "US_EQ", "EQUITY", "INACTIVE", "USD")
             for i in range(1, 16)]
     out += [Instrument(f"US_ETF_{i:03d}", "US_EQ", "ETF", "ACTIVE", "USD") for i in range(1, 11)]
@@ -152,6 +157,10 @@ def generate_prices(shape: MarketShape, instruments: list[Instrument]) -> Iterat
         last_in_window = int(np.searchsorted(days, np.datetime64(DEMO_AS_OF), side="right")) - 1
         for back, close, volume in bad_by_instrument.get(index, ()):
             row = last_in_window - back
+            if row < 0:  # a negative index would land on another day, at the end
+                raise UsageError(
+                    f"--start-date {shape.start_date} leaves too few trading days before "
+                    f"{min(shape.end_date, DEMO_AS_OF)} for the demo's invalid rows; start earlier")
             if close is not None:
                 closes_text[row] = "" if close == "null" else _float_text(close)
             if volume is not None:
@@ -222,6 +231,17 @@ def load_csv(conn: psycopg.Connection, schema: str, table: str, path: Path) -> i
             return cur.rowcount
 
 
+def _active_equities(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < MIN_ACTIVE_EQUITIES:
+        raise argparse.ArgumentTypeError(
+            f"the demo's special cases need at least {MIN_ACTIVE_EQUITIES}, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="prometheus-demo-data",
@@ -230,8 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schema", default="public", help="schema of the source tables")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("load", help="(re)load the deterministic demo market")
-    demo.add_argument("--instruments", type=int, default=MarketShape.active_equities,
-                      help="ACTIVE equities in US_EQ (default 520)")
+    demo.add_argument("--instruments", type=_active_equities,
+                      default=MarketShape.active_equities,
+                      help=f"ACTIVE equities in US_EQ (default 520, at least "
+                           f"{MIN_ACTIVE_EQUITIES})")
     demo.add_argument("--start-date", type=dt.date.fromisoformat,
                       default=MarketShape.start_date)
     demo.add_argument("--end-date", type=dt.date.fromisoformat, default=MarketShape.end_date)
@@ -239,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     own.add_argument("--instruments-csv", type=Path)
     own.add_argument("--prices-csv", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "load" and args.start_date > args.end_date:
+        parser.error(f"--start-date {args.start_date} is after --end-date {args.end_date}")
     try:
         resolve_server()  # one clear line when no server is reachable
         with psycopg.connect(autocommit=True) as conn:
@@ -255,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"loaded {table}: rows={rows} from {path}")
     except (PipelineError, psycopg.Error, OSError) as exc:
         print(f"prometheus-demo-data: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-        return 1
+        return getattr(exc, "exit_code", 1)
     return 0
 
 
