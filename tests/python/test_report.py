@@ -87,6 +87,30 @@ def test_report_names_what_is_missing(demo_db: Database, original_run, tmp_path:
     assert not output.exists()
 
 
+def test_a_row_another_tool_wrote_is_named_not_drawn(scratch_db: Database,
+                                                      tmp_path: Path) -> None:
+    one_day = ("--start-date", "2025-01-31", "--end-date", "2025-01-31")
+    assert scratch_db.backfill("--as-of", "2025-01-31", "--instrument-id", "US_EQ_0011",
+                               "--model-id", MODEL, "--no-tests").returncode == 0
+    output = tmp_path / "other.png"
+    with scratch_db.connect() as conn:
+        spec, vector = conn.execute(
+            "select window_spec::text, vector from numeric_window_embeddings").fetchone()
+    for other_spec, other_vector in (("{}", vector),  # as the original tool wrote its rows
+                                     (spec, vector[:12])):  # a vector too short
+        with scratch_db.connect() as conn:
+            conn.execute("update numeric_window_embeddings set window_spec = %s::jsonb,"
+                         " vector = %s", (other_spec, other_vector))
+        result = report(scratch_db, "--model-id", MODEL, *one_day,
+                        "--instrument-id", "US_EQ_0011", "--output", str(output))
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].endswith(
+            f"the stored {MODEL} vector of US_EQ_0011 on 2025-01-31 was not written by this"
+            " backfill (no window_days, or a shorter vector): re-run the backfill for that date")
+        assert not output.exists()
+
+
 def test_the_backfill_installs_without_matplotlib() -> None:
     requirements = metadata.requires("prometheus-numeric-embeddings") or []
     matplotlib = [req for req in requirements if req.startswith("matplotlib")]

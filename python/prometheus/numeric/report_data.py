@@ -72,7 +72,14 @@ def read_instrument_window(conn: psycopg.Connection, embeddings_relation: str,
         raise PipelineError(f"no stored {model_id} vector for instrument {instrument_id} "
                             f"between {start_date} and {end_date}")
     as_of_date, vector, window_days, rows_filled, start, end, currency = row
-    values = np.frombuffer(bytes(vector), dtype="<f4")[: window_days * len(FEATURES)]
+    # Another tool's row (the original one wrote window_spec '{}') holds no window to draw.
+    size = window_days * len(FEATURES) if window_days and window_days > 0 else 0
+    if not size or vector is None or len(vector) < size * 4:
+        raise PipelineError(
+            f"the stored {model_id} vector of {instrument_id} on {as_of_date} was not written "
+            f"by this backfill (no window_days, or a shorter vector): re-run the backfill "
+            f"for that date")
+    values = np.frombuffer(bytes(vector), dtype="<f4", count=size)
     return InstrumentWindow(
         instrument_id=instrument_id, as_of_date=as_of_date, start_date=start, end_date=end,
         rows_filled=rows_filled, currency=currency,
