@@ -8,16 +8,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus.numeric.demo_data import MIN_ACTIVE_EQUITIES
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DOCS_PATH = PROJECT_DIR / "docs" / "performance.md"
 MODEL_ID = "num-stab-core-v1"
 MARKET_ID = "US_EQ"
 WINDOW_DAYS = 63
 MILLION_INSTRUMENTS = 1_400  # x ~731 trading days: about 1,000,000 windows
-# demo_data marks special instruments (short histories, a stale one) up to index 400 of the
-# market's equities, so a smaller market cannot be built; a smaller --instruments still
-# selects only that many (the CLI's --limit).
-DEMO_MIN_EQUITIES = 401
+# A smaller --instruments still builds the demo's smallest market (its special cases need
+# it) and selects only that many (the CLI's --limit).
+DEMO_MIN_EQUITIES = MIN_ACTIVE_EQUITIES
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,10 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
@@ -30,8 +29,10 @@ from psycopg import sql
 
 from prometheus.numeric import cli
 from prometheus.numeric.dbt_runner import DbtRunner
-from prometheus.numeric.demo_data import MarketShape, load_demo
+from prometheus.numeric.demo_data import MIN_ACTIVE_EQUITIES, MarketShape, load_demo
 from prometheus.numeric.pgcluster import PrivateCluster
+
+from fresh_stack import FreshStackDbtRunner, on_a_fresh_stack
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ORIGINAL_COMMAND = [
@@ -39,46 +40,10 @@ ORIGINAL_COMMAND = [
     "--limit", "500", "--model-id", "num-stab-core-v1",
 ]
 # A market that covers the demo's special cases in a few months (the incremental tests').
-SMALL_MARKET = MarketShape(active_equities=401, start_date=dt.date(2024, 6, 3),
+SMALL_MARKET = MarketShape(active_equities=MIN_ACTIVE_EQUITIES, start_date=dt.date(2024, 6, 3),
                            end_date=dt.date(2024, 12, 31))
 TARGETS = PROJECT_DIR / "target" / "tests"
 SESSION = f"{os.getpid()}"
-T = TypeVar("T")
-
-
-def on_a_fresh_stack(call: Callable[[], T]) -> T:
-    """call() run on a new thread, its result returned or its exception raised here.
-
-    dbt-common builds each behavior flag with inspect.stack(), whose cost grows with the
-    frames below it, most of all frames without a source file (xdist's workers run from
-    code strings: each such frame is a scan of sys.modules). Under pytest-xdist that made an
-    in-process CLI run several times slower than the same command as a process; a new
-    thread's stack holds only the call's frames, as a process's does.
-    """
-    outcome: list[Any] = []
-
-    def target() -> None:
-        try:
-            outcome.append((True, call()))
-        except BaseException as exc:  # re-raised in the caller's thread below
-            outcome.append((False, exc))
-
-    thread = threading.Thread(target=target, name="in-process-cli")
-    thread.start()
-    thread.join()
-    succeeded, value = outcome[0]
-    if not succeeded:
-        raise value
-    return value  # type: ignore[no-any-return]
-
-
-class FreshStackDbtRunner(DbtRunner):
-    """The project's DbtRunner, each invocation on a fresh stack (on_a_fresh_stack)."""
-
-    def invoke(self, *args: Any, **kwargs: Any) -> Any:
-        return on_a_fresh_stack(lambda: DbtRunner.invoke(self, *args, **kwargs))
-
-
 @dataclass
 class CliResult:
     """What a CLI run printed and returned, as a process would have."""

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CliResult, Database, on_a_fresh_stack
+from conftest import CliResult, Database
+from fresh_stack import on_a_fresh_stack
 
 image = pytest.importorskip("matplotlib.image", reason="the report extra is not installed")
 

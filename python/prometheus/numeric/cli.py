@@ -15,19 +15,13 @@ from typing import NoReturn
 
 import psycopg
 
-from prometheus.numeric.errors import PipelineError, UsageError
+from prometheus.numeric.errors import OneLineParser, PipelineError, UsageError
 from prometheus.numeric.project import find_project_dir
 from prometheus.numeric.registry import MAX_ID_LENGTH, load_registry, resolve_models
 from prometheus.numeric.run_request import BATCH_WINDOWS, MAX_BATCH_WINDOWS, BackfillRequest
 
 PROG = "backfill_numeric_embeddings"
 DEFAULT_MODEL_ID = "numeric-simple-v1"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line, not argparse's usage block: the message names the argument.
-        self.exit(2, f"{PROG}: error: {message}\n")
 
 
 def _date(text: str) -> dt.date:
@@ -67,7 +61,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG,
         description="Embed windows of daily prices as numeric vectors in "
                     "numeric_window_embeddings (dbt stages, numpy encodes, psycopg stores).",

@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from prometheus.numeric.connection import resolve_server
-from prometheus.numeric.errors import PipelineError, UsageError
+from prometheus.numeric.errors import OneLineParser, PipelineError, UsageError
 
 SOURCE_DDL = """
 create schema if not exists {schema};
@@ -243,7 +243,7 @@ def _active_equities(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="prometheus-demo-data",
         description="Load the synthetic demo market, or your own CSV files, into historical_db.",
     )
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     own.add_argument("--prices-csv", type=Path)
     args = parser.parse_args(argv)
     if args.command == "load" and args.start_date > args.end_date:
-        parser.error(f"--start-date {args.start_date} is after --end-date {args.end_date}")
+        demo.error(f"--start-date {args.start_date} is after --end-date {args.end_date}")
     try:
         resolve_server()  # one clear line when no server is reachable
         with psycopg.connect(autocommit=True) as conn:
@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                         rows = load_csv(conn, args.schema, table, path)
                         print(f"loaded {table}: rows={rows} from {path}")
     except (PipelineError, psycopg.Error, OSError) as exc:
-        print(f"prometheus-demo-data: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        print(f"prometheus-demo-data: error: {str(exc).strip().splitlines()[0]}",
+              file=sys.stderr)
         return getattr(exc, "exit_code", 1)
     return 0
 

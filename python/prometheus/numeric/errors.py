@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+from typing import NoReturn
+
 
 class PipelineError(Exception):
     """A failure the user can act on; printed without a traceback."""
@@ -13,3 +16,10 @@ class UsageError(PipelineError):
     """Bad arguments: nothing was written."""
 
     exit_code = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line naming the argument, not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
