@@ -61,6 +61,10 @@ def assert_one_line_error(result: CliResult | subprocess.CompletedProcess[str], 
      ["--stage-parts", ">= 1"]),
     (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--batch-size", "1000001"],
      ["--batch-size", "from 1 to 1,000,000", "1000001"]),
+    # A folder named explicitly is refused, not passed over for the project found from here.
+    (["--as-of", "2025-01-31", "--market-id", "US_EQ",
+      "--project-dir", str(PROJECT_DIR / "models")],
+     [f"--project-dir {PROJECT_DIR / 'models'} is not the prometheus_numeric dbt project"]),
 ])
 def test_bad_arguments_exit_2_before_anything_is_written(
         demo_db: Database, original_run, args: list[str], words: list[str]) -> None:

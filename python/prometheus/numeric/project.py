@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from prometheus.numeric.errors import PipelineError
+from prometheus.numeric.errors import PipelineError, UsageError
 
 PROJECT_NAME = "prometheus_numeric"
 WINDOWS_NODE = f"model.{PROJECT_NAME}.numeric_windows"
@@ -19,17 +19,28 @@ VECTORS_SOURCE = f"source.{PROJECT_NAME}.embeddings.numeric_window_vectors"
 INSTRUMENTS_SOURCE = f"source.{PROJECT_NAME}.historical_db.instruments"
 
 
+def _is_project(folder: Path) -> bool:
+    project_file = folder / "dbt_project.yml"
+    return project_file.is_file() and f"name: {PROJECT_NAME}" in project_file.read_text()
+
+
 def find_project_dir(explicit: Path | None = None) -> Path:
-    """The dbt project: --project-dir, the working directory or a parent, else the checkout
-    this package was installed from (an editable install)."""
-    candidates = [explicit] if explicit else []
+    """The dbt project: --project-dir, else PROMETHEUS_PROJECT_DIR, else the working directory
+    or a parent, else the checkout this package was installed from (an editable install).
+    A folder named explicitly is used or refused, never passed over for another project."""
+    if explicit is not None:
+        if not _is_project(explicit):
+            raise UsageError(f"--project-dir {explicit} is not the {PROJECT_NAME} dbt project"
+                             " (no dbt_project.yml naming it)")
+        return explicit.resolve()
     if env_dir := os.environ.get("PROMETHEUS_PROJECT_DIR"):
-        candidates.append(Path(env_dir))
+        if not _is_project(Path(env_dir)):
+            raise PipelineError(f"PROMETHEUS_PROJECT_DIR={env_dir} is not the {PROJECT_NAME}"
+                                " dbt project (no dbt_project.yml naming it)")
+        return Path(env_dir).resolve()
     here = Path.cwd().resolve()
-    candidates += [here, *here.parents, Path(__file__).resolve().parents[3]]
-    for folder in candidates:
-        if folder and (folder / "dbt_project.yml").exists() and \
-                f"name: {PROJECT_NAME}" in (folder / "dbt_project.yml").read_text():
+    for folder in [here, *here.parents, Path(__file__).resolve().parents[3]]:
+        if _is_project(folder):
             return folder.resolve()
     raise PipelineError("no dbt project found: run from the project folder or pass --project-dir")
 
