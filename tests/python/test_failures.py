@@ -334,8 +334,20 @@ def test_existing_original_tables_get_the_unique_key(empty_db: Database) -> None
         conn.execute("insert into numeric_window_embeddings (entity_type, entity_id,"
                      " window_spec, as_of_date, model_id, vector) values ('INSTRUMENT',"
                      " 'US_EQ_0001', '{}', '2024-12-31', 'num-stab-core-v1', '\\x00')")
+        # The original table allows a row without a model: kept, and not copied for
+        # similarity search (whose table requires the key).
+        no_model = conn.execute(
+            "insert into numeric_window_embeddings (entity_type, entity_id, window_spec,"
+            " as_of_date, vector) values ('INSTRUMENT', 'US_EQ_0002', '{}', '2024-11-29', %s)"
+            " returning embedding_id", (np.ones(384, "<f4").tobytes(),)).fetchone()[0]
     result = empty_db.backfill(*ORIGINAL_COMMAND)
     assert result.returncode == 0, result.stderr
+    if empty_db.value("select to_regclass('numeric_window_vectors') is not null"):
+        assert empty_db.value("select count(*) from numeric_window_vectors") == 416
+        assert not empty_db.value("select exists (select from numeric_window_vectors"
+                                  " where embedding_id = %s)", (no_model,))
+    assert empty_db.value("select count(*) from numeric_window_embeddings"
+                          " where model_id is null") == 1
     assert "embedded=416 skipped=4 " in result.stdout  # 420 active equities, 4 too short
     with empty_db.connect() as conn:
         keys = conn.execute(

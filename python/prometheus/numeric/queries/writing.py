@@ -85,13 +85,16 @@ where stored.window_spec ->> 'run_id' = %s
 on conflict (embedding_id) do update set embedding = excluded.embedding
 """
 CLEAR_ENCODED_VECTORS = "truncate encoded_vectors"
-# Vectors pgvector can hold (a float32 count from 1 to its 16,000 dimensions), of the rows the
-# writer keeps in the companion: those missing there (made on a table that held vectors
-# already, or rows another writer stored or rewrote).
 # Cheap first: the companion's ids are a subset of the table's (its foreign key).
 VECTORS_MISSING = "select (select count(*) from {embeddings}) > (select count(*) from {vectors})"
+# Vectors pgvector can hold (a float32 count from 1 to its 16,000 dimensions), of the rows the
+# writer keeps in the companion: those missing there (made on a table that held vectors
+# already, or rows another writer stored or rewrote), with the whole key the companion
+# requires (the original tool's table allowed rows without one).
 FILLABLE = """
 stored.entity_type = 'INSTRUMENT' and stored.vector is not null
+    and stored.model_id is not null and stored.entity_id is not null
+    and stored.as_of_date is not null
     and octet_length(stored.vector) between 4 and 64000 and octet_length(stored.vector) % 4 = 0
     and not exists (select 1 from {vectors} as v where v.embedding_id = stored.embedding_id)
 """
