@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -16,6 +17,8 @@ import pytest
 
 from prometheus.numeric import dedupe
 from prometheus.numeric.demo_data import MarketShape, demo_instruments, generate_prices
+from prometheus.numeric.errors import PipelineError, UsageError
+from prometheus.numeric.project import find_project_dir
 
 from conftest import ORIGINAL_COMMAND, PROJECT_DIR, CliResult, Database, failure_text
 from reference import assert_vector_matches, reference_vector, reference_window
@@ -74,6 +77,21 @@ def test_bad_arguments_exit_2_before_anything_is_written(
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stdout == ""
     assert table_counts(demo_db) == before
+
+
+def test_a_project_folder_named_explicitly_is_used_or_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    unreadable = tmp_path / "latin1"
+    unreadable.mkdir()
+    (unreadable / "dbt_project.yml").write_bytes(b"name: prometheus_numeric # caf\xe9\n")
+    with pytest.raises(UsageError, match="is not the prometheus_numeric dbt project"):
+        find_project_dir(unreadable)
+    assert find_project_dir(Path(f"{PROJECT_DIR}/")) == PROJECT_DIR
+    monkeypatch.setenv("PROMETHEUS_PROJECT_DIR", str(tmp_path))
+    with pytest.raises(PipelineError, match=f"PROMETHEUS_PROJECT_DIR={tmp_path} is not") as exc:
+        find_project_dir()
+    assert exc.value.exit_code == 1
+    assert find_project_dir(PROJECT_DIR) == PROJECT_DIR  # the flag comes first
 
 
 def test_a_usage_error_exits_before_dbt_is_imported(demo_db: Database) -> None:

@@ -112,6 +112,18 @@ def test_a_row_another_tool_wrote_is_named_not_drawn(scratch_db: Database,
         assert not output.exists()
 
 
+def test_a_project_dir_that_is_not_the_project_is_a_usage_error(tmp_path: Path) -> None:
+    from prometheus.numeric import report as report_module
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = report_module.main(["--model-id", MODEL, *RANGE, "--instrument-id",
+                                   "US_EQ_0011", "--project-dir", str(tmp_path)])
+    assert code == 2, err.getvalue()
+    assert err.getvalue() == (f"report: --project-dir {tmp_path} is not the prometheus_numeric"
+                              " dbt project (no readable dbt_project.yml naming it)\n")
+
+
 def test_the_backfill_installs_without_matplotlib() -> None:
     requirements = metadata.requires("prometheus-numeric-embeddings") or []
     matplotlib = [req for req in requirements if req.startswith("matplotlib")]

@@ -21,7 +21,10 @@ INSTRUMENTS_SOURCE = f"source.{PROJECT_NAME}.historical_db.instruments"
 
 def _is_project(folder: Path) -> bool:
     project_file = folder / "dbt_project.yml"
-    return project_file.is_file() and f"name: {PROJECT_NAME}" in project_file.read_text()
+    try:
+        return project_file.is_file() and f"name: {PROJECT_NAME}" in project_file.read_text()
+    except (OSError, UnicodeDecodeError):  # unreadable: not a project this tool can use
+        return False
 
 
 def find_project_dir(explicit: Path | None = None) -> Path:
@@ -31,12 +34,12 @@ def find_project_dir(explicit: Path | None = None) -> Path:
     if explicit is not None:
         if not _is_project(explicit):
             raise UsageError(f"--project-dir {explicit} is not the {PROJECT_NAME} dbt project"
-                             " (no dbt_project.yml naming it)")
+                             " (no readable dbt_project.yml naming it)")
         return explicit.resolve()
     if env_dir := os.environ.get("PROMETHEUS_PROJECT_DIR"):
         if not _is_project(Path(env_dir)):
             raise PipelineError(f"PROMETHEUS_PROJECT_DIR={env_dir} is not the {PROJECT_NAME}"
-                                " dbt project (no dbt_project.yml naming it)")
+                                " dbt project (no readable dbt_project.yml naming it)")
         return Path(env_dir).resolve()
     here = Path.cwd().resolve()
     for folder in [here, *here.parents, Path(__file__).resolve().parents[3]]:

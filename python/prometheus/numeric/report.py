@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                                         args.instrument_id, args.output, args.project_dir)
     except (PipelineError, psycopg.Error) as exc:
         print(f"report: {exc}", file=sys.stderr)
-        return 1
+        return getattr(exc, "exit_code", 1)
     print(f"wrote {args.output}: as_of_dates={len(coverage.as_of_dates)} "
           f"embedded={int(coverage.embedded.sum())} "
           f"skipped={int(coverage.skipped_insufficient_history.sum())} "
