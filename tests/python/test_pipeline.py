@@ -202,9 +202,11 @@ def test_flatten_model_is_the_default(demo_db: Database) -> None:
     assert "models=numeric-simple-v1" in result.stdout
     with demo_db.connect() as conn:
         instruments = select_instruments(conn, "US_EQ", 40, 5, [])
+        # This run's rows: other test files on this worker store other flatten windows.
         sizes = conn.execute(
             "select min(octet_length(vector)), max(octet_length(vector)) from"
-            " numeric_window_embeddings where model_id = 'numeric-simple-v1'").fetchone()
+            " numeric_window_embeddings where model_id = 'numeric-simple-v1'"
+            " and window_spec ->> 'run_id' = %s", (summary_of(result)["run_id"],)).fetchone()
     assert sizes == (240, 240)
     counts = check_against_reference(demo_db, "numeric-simple-v1", None, 20, instruments)
     assert counts["embedded"] == 40
