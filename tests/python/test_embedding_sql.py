@@ -27,7 +27,8 @@ def same_bits(decoded: np.ndarray, vector: bytes) -> bool:
 
 def test_decode_is_bit_exact_on_every_stored_vector(demo_db: Database, original_run) -> None:
     with demo_db.connect() as conn, conn.cursor(binary=True) as cur:
-        # Other test files on this worker may have stored other models' vectors first.
+        # Other test files on this worker may have stored other models' vectors first, and
+        # re-run the original command (another run_id, the same keys).
         cur.execute("select vector, embedding_to_array(vector), model_id = 'num-stab-core-v1'"
                     " and as_of_date = '2025-01-31' and window_spec ->> 'window_days' = '63'"
                     " from numeric_window_embeddings")
@@ -37,8 +38,9 @@ def test_decode_is_bit_exact_on_every_stored_vector(demo_db: Database, original_
                   if not same_bits(np.array(decoded, dtype=np.float32), bytes(vector))]
     assert mismatched == []
     # Real data: closes and volumes are non-zero, the 384-dim padding is zeros.
-    first = next(np.array(decoded, dtype=np.float32) for _, decoded, original in rows
-                 if original)
+    first = next((np.array(decoded, dtype=np.float32) for _, decoded, original in rows
+                  if original), None)
+    assert first is not None, "no vector of the original command"
     assert first.shape == (384,) and first[0] > 0 and np.all(first[189:] == 0)
 
 

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -17,8 +16,6 @@ import pytest
 
 from prometheus.numeric import dedupe
 from prometheus.numeric.demo_data import MarketShape, demo_instruments, generate_prices
-from prometheus.numeric.errors import PipelineError, UsageError
-from prometheus.numeric.project import find_project_dir
 
 from conftest import ORIGINAL_COMMAND, PROJECT_DIR, CliResult, Database, failure_text
 from reference import assert_vector_matches, reference_vector, reference_window
@@ -77,21 +74,6 @@ def test_bad_arguments_exit_2_before_anything_is_written(
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stdout == ""
     assert table_counts(demo_db) == before
-
-
-def test_a_project_folder_named_explicitly_is_used_or_refused(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    unreadable = tmp_path / "latin1"
-    unreadable.mkdir()
-    (unreadable / "dbt_project.yml").write_bytes(b"name: prometheus_numeric # caf\xe9\n")
-    with pytest.raises(UsageError, match="is not the prometheus_numeric dbt project"):
-        find_project_dir(unreadable)
-    assert find_project_dir(Path(f"{PROJECT_DIR}/")) == PROJECT_DIR
-    monkeypatch.setenv("PROMETHEUS_PROJECT_DIR", str(tmp_path))
-    with pytest.raises(PipelineError, match=f"PROMETHEUS_PROJECT_DIR={tmp_path} is not") as exc:
-        find_project_dir()
-    assert exc.value.exit_code == 1
-    assert find_project_dir(PROJECT_DIR) == PROJECT_DIR  # the flag comes first
 
 
 def test_a_usage_error_exits_before_dbt_is_imported(demo_db: Database) -> None:
@@ -428,30 +410,3 @@ def test_encoder_refuses_non_finite_values() -> None:
     features[1, 2, 1] = 1e39  # finite as a double, infinite as a float32
     with pytest.raises(PipelineError, match="NaN or inf"):
         encode(features, ModelSpec("num-stab-core-v1", "pad_to_dim", 384))
-
-
-@pytest.mark.parametrize(("args", "words"), [
-    (["--instruments", "40"], ["--instruments", "at least 401, got 40"]),
-    (["--instruments", "4O1"], ["--instruments", "not a whole number: '4O1'"]),
-    (["--start-date", "2025-03-01", "--end-date", "2025-01-01"],
-     ["--start-date 2025-03-01 is after --end-date 2025-01-01"]),
-    # Two months of days: too few for the invalid rows planted up to 70 days back.
-    (["--start-date", "2024-12-01"], ["--start-date 2024-12-01", "too few trading days"]),
-])
-def test_demo_data_refuses_a_market_too_small_for_its_special_cases(
-        empty_db: Database, args: list[str], words: list[str]) -> None:
-    from prometheus.numeric import demo_data
-
-    err = io.StringIO()
-    with empty_db.environment(), contextlib.redirect_stderr(err):
-        try:
-            code = demo_data.main(["load", *args])
-        except SystemExit as exit_:  # argparse's usage errors
-            code = int(exit_.code or 0)
-    assert code == 2, err.getvalue()
-    [line] = err.getvalue().strip().splitlines()  # one line, no usage block, no traceback
-    assert line.startswith("prometheus-demo-data") and ": error: " in line, line
-    for word in words:
-        assert word in line, line
-    # Nothing half-written: the source tables are created in the load's transaction only.
-    assert empty_db.value("select to_regclass('prices_daily') is null")

@@ -21,9 +21,10 @@ INSTRUMENTS_SOURCE = f"source.{PROJECT_NAME}.historical_db.instruments"
 
 def _is_project(folder: Path) -> bool:
     project_file = folder / "dbt_project.yml"
-    try:
-        return project_file.is_file() and f"name: {PROJECT_NAME}" in project_file.read_text()
-    except (OSError, UnicodeDecodeError):  # unreadable: not a project this tool can use
+    try:  # UTF-8, as dbt reads it, whatever the locale
+        return project_file.is_file() and \
+            f"name: {PROJECT_NAME}" in project_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):  # a file dbt could not read either
         return False
 
 
