@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import io
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -32,7 +30,7 @@ from prometheus.numeric.dbt_runner import DbtRunner
 from prometheus.numeric.demo_data import MIN_ACTIVE_EQUITIES, MarketShape, load_demo
 from prometheus.numeric.pgcluster import PrivateCluster
 
-from fresh_stack import FreshStackDbtRunner, on_a_fresh_stack
+from fresh_stack import CliResult, FreshStackDbtRunner, on_a_fresh_stack, run_main
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ORIGINAL_COMMAND = [
@@ -44,19 +42,6 @@ SMALL_MARKET = MarketShape(active_equities=MIN_ACTIVE_EQUITIES, start_date=dt.da
                            end_date=dt.date(2024, 12, 31))
 TARGETS = PROJECT_DIR / "target" / "tests"
 SESSION = f"{os.getpid()}"
-@dataclass
-class CliResult:
-    """What a CLI run printed and returned, as a process would have."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def summary(self) -> dict[str, str]:
-        lines = self.stdout.strip().splitlines()
-        return dict(re.findall(r"(\w+)=(\S+)", lines[-1])) if lines else {}
-
-
 @dataclass
 class DbtResult:
     """An in-process dbt invocation: its exit code (as dbt's CLI gives it), each node's
@@ -114,14 +99,8 @@ class Database:
 
     def backfill(self, *args: str) -> CliResult:
         """The backfill command with these flags, in this process (cli.main)."""
-        out, err = io.StringIO(), io.StringIO()
-        with self.environment(), contextlib.redirect_stdout(out), \
-                contextlib.redirect_stderr(err):
-            try:
-                code = on_a_fresh_stack(lambda: cli.main(list(args)))
-            except SystemExit as exit_:  # argparse's usage errors
-                code = int(exit_.code or 0)
-        return CliResult(code, out.getvalue(), err.getvalue())
+        with self.environment():
+            return run_main(cli.main, args)
 
     def backfill_process(self, *args: str, timeout: float = 600
                          ) -> subprocess.CompletedProcess[str]:

@@ -9,8 +9,12 @@ process. A new thread's stack holds only the call's own frames, as a process's d
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import io
+import re
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from prometheus.numeric.dbt_runner import DbtRunner
@@ -23,6 +27,31 @@ def on_a_fresh_stack(call: Callable[[], T]) -> T:
     An interrupt of the test waits for the call to end before the test's teardown runs."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="in-process") as pool:
         return pool.submit(call).result()
+
+
+@dataclass
+class CliResult:
+    """What a CLI run printed and returned, as a process would have."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def summary(self) -> dict[str, str]:
+        lines = self.stdout.strip().splitlines()
+        return dict(re.findall(r"(\w+)=(\S+)", lines[-1])) if lines else {}
+
+
+def run_main(main: Callable[[list[str]], int], args: Sequence[str]) -> CliResult:
+    """A command's main(args) in this process, on a fresh stack: its exit code (argparse's
+    usage errors included), stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = on_a_fresh_stack(lambda: main(list(args)))
+        except SystemExit as exit_:  # argparse's usage errors
+            code = int(exit_.code or 0)
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 class FreshStackDbtRunner(DbtRunner):

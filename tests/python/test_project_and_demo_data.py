@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from prometheus.numeric.errors import PipelineError, UsageError
 from prometheus.numeric.project import find_project_dir
 
 from conftest import PROJECT_DIR, Database
+from fresh_stack import run_main
 
 
 def test_a_project_folder_named_explicitly_is_used_or_refused(
@@ -42,14 +41,10 @@ def test_demo_data_refuses_a_market_too_small_for_its_special_cases(
         empty_db: Database, args: list[str], words: list[str]) -> None:
     from prometheus.numeric import demo_data
 
-    err = io.StringIO()
-    with empty_db.environment(), contextlib.redirect_stderr(err):
-        try:
-            code = demo_data.main(["load", *args])
-        except SystemExit as exit_:  # argparse's usage errors
-            code = int(exit_.code or 0)
-    assert code == 2, err.getvalue()
-    [line] = err.getvalue().strip().splitlines()  # one line, no usage block, no traceback
+    with empty_db.environment():
+        result = run_main(demo_data.main, ["load", *args])
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()  # one line, no usage block, no traceback
     assert line.startswith("prometheus-demo-data") and ": error: " in line, line
     for word in words:
         assert word in line, line

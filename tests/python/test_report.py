@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 import struct
 from importlib import metadata
@@ -13,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import CliResult, Database
-from fresh_stack import on_a_fresh_stack
+from fresh_stack import run_main
 
 image = pytest.importorskip("matplotlib.image", reason="the report extra is not installed")
 
@@ -25,10 +23,8 @@ def report(db: Database, *args: str) -> CliResult:
     """`python -m prometheus.numeric.report <args>`, in this process."""
     from prometheus.numeric import report as report_module
 
-    out, err = io.StringIO(), io.StringIO()
-    with db.environment(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = on_a_fresh_stack(lambda: report_module.main(list(args)))
-    return CliResult(code, out.getvalue(), err.getvalue())
+    with db.environment():
+        return run_main(report_module.main, args)
 
 
 def test_report_png_from_a_date_range(demo_db: Database, tmp_path: Path) -> None:
@@ -115,13 +111,11 @@ def test_a_row_another_tool_wrote_is_named_not_drawn(scratch_db: Database,
 def test_a_project_dir_that_is_not_the_project_is_a_usage_error(tmp_path: Path) -> None:
     from prometheus.numeric import report as report_module
 
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = report_module.main(["--model-id", MODEL, *RANGE, "--instrument-id",
-                                   "US_EQ_0011", "--project-dir", str(tmp_path)])
-    assert code == 2, err.getvalue()
-    assert err.getvalue() == (f"report: --project-dir {tmp_path} is not the prometheus_numeric"
-                              " dbt project (no readable dbt_project.yml naming it)\n")
+    result = run_main(report_module.main, ["--model-id", MODEL, *RANGE, "--instrument-id",
+                                           "US_EQ_0011", "--project-dir", str(tmp_path)])
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (f"report: --project-dir {tmp_path} is not the prometheus_numeric"
+                             " dbt project (no readable dbt_project.yml naming it)\n")
 
 
 def test_the_backfill_installs_without_matplotlib() -> None:
