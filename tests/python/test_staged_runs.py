@@ -3,6 +3,8 @@ by hand as a dbt user expects."""
 
 from __future__ import annotations
 
+import re
+
 from prometheus.numeric import queries
 
 from conftest import Database
@@ -127,3 +129,31 @@ def test_plain_dbt_run_stages_the_latest_day_and_dbt_test_warns(scratch_db: Data
     built = scratch_db.dbt("build")
     assert built.returncode == 0, built.error
     assert built.node("staged_windows_waiting_for_the_python_step")[0] == "warn"
+
+
+def test_a_run_whose_checks_fail_is_not_finished(scratch_db: Database) -> None:
+    checked = RANGE[:-1]  # without --no-tests: the run is finished after its checks pass
+    first = scratch_db.backfill(*checked)
+    assert first.returncode == 0, first.stderr
+    # Another writer shortens one vector as it is stored: the next run's checks fail.
+    with scratch_db.connect() as conn:
+        conn.execute("""
+            create function shorten_one_vector() returns trigger language plpgsql as $$
+            begin
+                if new.entity_id = 'US_EQ_0001' and new.as_of_date = '2025-01-24' then
+                    new.vector := substring(new.vector from 5);
+                end if;
+                return new;
+            end $$;
+            create trigger shorten_one_vector before insert or update
+                on numeric_window_embeddings for each row execute function shorten_one_vector();
+        """)
+    failed = scratch_db.backfill(*checked)
+    assert failed.returncode == 1
+    assert "vector_length_matches_model" in failed.stderr and "(1 failing rows)" in failed.stderr
+    # Not finished: what numeric_windows says of the first run's windows stays, and the
+    # failed run's rows stay until a finished run supersedes them.
+    failed_run = re.search(r"run (\S+): staging windows", failed.stderr)
+    assert failed_run, failed.stderr
+    assert staged(scratch_db) == {first.summary()["run_id"]: 40 * 13,
+                                  failed_run[1]: 40 * 13}
