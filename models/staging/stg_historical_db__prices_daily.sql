@@ -1,6 +1,7 @@
 -- Flat on purpose, like every staging view (see stg_historical_db__instruments): FROM
 -- subqueries instead of CTEs, so PostgreSQL merges this view into the query reading it and
 -- a join on (instrument_id, trade_date) probes the table's key.
+{%- set prices = source('historical_db', 'prices_daily') %}
 
 select
     classified.instrument_id,
@@ -48,10 +49,10 @@ from (
         select
             source.instrument_id::text as instrument_id,
             source.trade_date::date as trade_date,
-            source.close::double precision as close,
-            source.volume::double precision as volume
+            {{ as_double_precision(prices, 'source', 'close') }} as close,
+            {{ as_double_precision(prices, 'source', 'volume') }} as volume
 
-        from {{ source('historical_db', 'prices_daily') }} as source
+        from {{ prices }} as source
 
     ) as typed
 

@@ -44,12 +44,15 @@ def select_instruments(conn: psycopg.Connection, market_id: str | None, limit: i
 
 def load_history(conn: psycopg.Connection, instrument_id: str
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # As text, parsed by Python: a numeric column may hold values no double holds (1e400).
     rows = conn.execute(
-        "select trade_date, close::float8, volume::float8 from prices_daily "
+        "select trade_date, close::text, volume::text from prices_daily "
         "where instrument_id = %s order by trade_date", (instrument_id,)).fetchall()
     dates = np.array([r[0] for r in rows], dtype="datetime64[D]")
-    closes = np.array([math.nan if r[1] is None else r[1] for r in rows], dtype=np.float64)
-    volumes = np.array([math.nan if r[2] is None else r[2] for r in rows], dtype=np.float64)
+    closes = np.array([math.nan if r[1] is None else float(r[1]) for r in rows],
+                      dtype=np.float64)
+    volumes = np.array([math.nan if r[2] is None else float(r[2]) for r in rows],
+                       dtype=np.float64)
     return dates, closes, volumes
 
 

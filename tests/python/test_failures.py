@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import psycopg
 import pytest
+from psycopg import sql
 
 from prometheus.numeric import dedupe
 from prometheus.numeric.demo_data import MarketShape, demo_instruments, generate_prices
@@ -340,6 +341,17 @@ def test_existing_original_tables_get_the_unique_key(empty_db: Database) -> None
             "insert into numeric_window_embeddings (entity_type, entity_id, window_spec,"
             " as_of_date, vector) values ('INSTRUMENT', 'US_EQ_0002', '{}', '2024-11-29', %s)"
             " returning embedding_id", (np.ones(384, "<f4").tobytes(),)).fetchone()[0]
+        # numeric holds values no double does: rejected like any value float32 cannot
+        # hold, not a failed cast that stops the run. Days inside windows checked below.
+        beyond_doubles = {"US_EQ_0008": ("close", "1e400", "close_exceeds_float32"),
+                          "US_EQ_0015": ("volume", "-1e400", "volume_negative")}
+        planted = [conn.execute(sql.SQL(
+            "update prices_daily set {} = %s::numeric where instrument_id = %s"
+            " and trade_date = (select max(trade_date) from prices_daily"
+            " where instrument_id = %s and trade_date <= '2025-01-15')"
+            " returning instrument_id, trade_date").format(sql.Identifier(column)),
+            (value, instrument_id, instrument_id)).fetchone()
+            for instrument_id, (column, value, _) in beyond_doubles.items()]
     result = empty_db.backfill(*ORIGINAL_COMMAND)
     assert result.returncode == 0, result.stderr
     if empty_db.value("select to_regclass('numeric_window_vectors') is not null"):
@@ -359,9 +371,15 @@ def test_existing_original_tables_get_the_unique_key(empty_db: Database) -> None
             "select entity_id, vector from numeric_window_embeddings where as_of_date ="
             " '2025-01-31' and model_id = 'num-stab-core-v1' order by entity_id").fetchall()
         assert keys == (1,) and old == (1,)
+        for instrument_id, trade_date in planted:
+            reason = conn.execute(
+                "select rejection_reason from analytics.rejected_prices"
+                " where instrument_id = %s and trade_date = %s",
+                (instrument_id, trade_date)).fetchone()
+            assert reason == (beyond_doubles[instrument_id][2],)
         assert column_compressions(conn) == {"vector": "", "window_spec": ""}  # as it was
         assert len(stored) == 416
-        for instrument_id, vector in stored[::7]:
+        for instrument_id, vector in stored[::7] + [s for s in stored if s[0] in beyond_doubles]:
             window = reference_window(conn, instrument_id, dt.date(2025, 1, 31), 63)
             assert window is not None
             assert_vector_matches(bytes(vector), reference_vector(window, 384), 63,
