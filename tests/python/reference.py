@@ -45,6 +45,8 @@ def select_instruments(conn: psycopg.Connection, market_id: str | None, limit: i
 def load_history(conn: psycopg.Connection, instrument_id: str
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # As text, parsed by Python: a numeric column may hold values no double holds (1e400).
+    # A double's text is exact (its shortest round-trip digits) with extra_float_digits >= 1.
+    conn.execute("set extra_float_digits = 1")
     rows = conn.execute(
         "select trade_date, close::text, volume::text from prices_daily "
         "where instrument_id = %s order by trade_date", (instrument_id,)).fetchall()

@@ -341,10 +341,12 @@ def test_existing_original_tables_get_the_unique_key(empty_db: Database) -> None
             "insert into numeric_window_embeddings (entity_type, entity_id, window_spec,"
             " as_of_date, vector) values ('INSTRUMENT', 'US_EQ_0002', '{}', '2024-11-29', %s)"
             " returning embedding_id", (np.ones(384, "<f4").tobytes(),)).fetchone()[0]
-        # numeric holds values no double does: rejected like any value float32 cannot
-        # hold, not a failed cast that stops the run. Days inside windows checked below.
+        # numeric holds values no double does: rows rejected for what they are (beyond
+        # float32, negative, zero once cast), not a failed cast that stops the run. Their
+        # days are inside windows checked below.
         beyond_doubles = {"US_EQ_0008": ("close", "1e400", "close_exceeds_float32"),
-                          "US_EQ_0015": ("volume", "-1e400", "volume_negative")}
+                          "US_EQ_0015": ("volume", "-1e400", "volume_negative"),
+                          "US_EQ_0022": ("close", "1e-400", "close_not_positive")}
         planted = [conn.execute(sql.SQL(
             "update prices_daily set {} = %s::numeric where instrument_id = %s"
             " and trade_date = (select max(trade_date) from prices_daily"
