@@ -411,6 +411,20 @@ def test_duplicates_from_the_original_tool_stop_the_run(empty_db: Database) -> N
     assert result.returncode == 0, result.stderr
 
 
+def test_an_instrument_id_too_long_to_store_is_named(empty_db: Database) -> None:
+    _load_original_tables(empty_db)  # instrument_id is text there; entity_id varchar(64)
+    long_id = "US_EQ_0000_" + "x" * 60
+    with empty_db.connect() as conn:
+        conn.execute("insert into instruments (instrument_id, market_id, asset_class, status)"
+                     " values (%s, 'US_EQ', 'EQUITY', 'ACTIVE')", (long_id,))
+        conn.execute("insert into prices_daily (instrument_id, trade_date, close, volume)"
+                     " select %s, trade_date, close, volume from prices_daily"
+                     " where instrument_id = 'US_EQ_0001'", (long_id,))
+    result = empty_db.backfill(*ORIGINAL_COMMAND)
+    assert_one_line_error(result, 1, "value too long", f"{long_id!r} (71 characters)")
+    assert empty_db.value("select count(*) from numeric_window_embeddings") == 0  # one batch
+
+
 def test_stale_windows_are_counted_and_recorded(demo_db: Database, original_run) -> None:
     assert " stale=1 " in original_run.stdout
     with demo_db.connect() as conn:

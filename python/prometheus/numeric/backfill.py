@@ -74,9 +74,19 @@ def store_batch(writer: EmbeddingWriter, batch: WindowBatch, specs: list[ModelSp
                 window_days: int) -> Written:
     """Encode one batch once per model (bit model_bit of its stored_models) and store it."""
     written = Written()
-    for model_bit, spec in enumerate(specs):
-        written.add(writer.write(batch.windows, encode(batch.features, spec), spec,
-                                 window_days, model_bit))
+    try:
+        for model_bit, spec in enumerate(specs):
+            written.add(writer.write(batch.windows, encode(batch.features, spec), spec,
+                                     window_days, model_bit))
+    except psycopg.errors.StringDataRightTruncation as exc:
+        # The keys' other values are checked before the run (model ids) or constant: an
+        # instrument id longer than the table's entity_id allows. PostgreSQL names the type,
+        # not the row; the user needs the instrument.
+        longest = max(batch.windows.instrument_ids.values(), key=len)
+        raise PipelineError(
+            f"{str(exc).strip().splitlines()[0]} in numeric_window_embeddings: the batch's "
+            f"longest instrument_id is {longest!r} ({len(longest)} characters); finished "
+            "batches are kept") from exc
     return written
 
 
