@@ -110,7 +110,7 @@ def encode_and_store(relations: Relations, run_id: str, specs: list[ModelSpec],
         for _ in parts_landed:
             batches = read_windows(reader, relations.windows, relations.returns, run_id,
                                    request.window_days, relations.embeddings, models,
-                                   request.batch_size, after_rank=last_rank)
+                                   request.batch_windows, after_rank=last_rank)
             # One batch at a time: read, encode, write (overlapping them gained nothing end
             # to end on the bench; docs/performance.md).
             with contextlib.closing(batches):

@@ -18,7 +18,12 @@ import psycopg
 from prometheus.numeric.errors import OneLineParser, PipelineError, UsageError
 from prometheus.numeric.project import find_project_dir
 from prometheus.numeric.registry import MAX_ID_LENGTH, load_registry, resolve_models
-from prometheus.numeric.run_request import BATCH_WINDOWS, MAX_BATCH_WINDOWS, BackfillRequest
+from prometheus.numeric.run_request import (
+    BATCH_VALUES,
+    BATCH_WINDOWS,
+    MAX_BATCH_WINDOWS,
+    BackfillRequest,
+)
 
 PROG = "backfill_numeric_embeddings"
 DEFAULT_MODEL_ID = "numeric-simple-v1"
@@ -99,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="this worker's share of the instruments (stable hash); N workers "
                           "with K = 0..N-1 together do the whole backfill")
     run.add_argument("--batch-size", type=_whole_number(1, MAX_BATCH_WINDOWS),
-                     default=BATCH_WINDOWS,
-                     help=f"windows per transaction (default {BATCH_WINDOWS}); an interrupted "
+                     help=f"windows per transaction (default {BATCH_WINDOWS}, fewer for "
+                          f"windows over 63 rows: {BATCH_VALUES:,} values); an interrupted "
                           "run keeps its finished batches")
     run.add_argument("--stage-parts", type=_whole_number(1), metavar="N",
                      help="stage a range in N parts, encoding each while dbt stages the next "

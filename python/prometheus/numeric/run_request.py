@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus.numeric.registry import FEATURES
+
 BATCH_WINDOWS = 20_000
+# A batch's arrays grow with its values (windows x features x window_days): by default a
+# batch holds as many values as BATCH_WINDOWS windows of 63 rows, whatever the windows' length.
+BATCH_VALUES = BATCH_WINDOWS * len(FEATURES) * 63
 # A group's windows and rows reach Python as one bytea each (windows.py), which PostgreSQL
 # caps at 1 GB; this keeps them far below it, and the batch's arrays within memory.
 MAX_BATCH_WINDOWS = 1_000_000
@@ -30,12 +35,20 @@ class BackfillRequest:
     instrument_ids: list[str] = field(default_factory=list)
     min_days: int | None = None
     run_tests: bool = True
-    batch_size: int = BATCH_WINDOWS
+    batch_size: int | None = None  # None: batch_windows' default
     skip_existing: bool = False
     dry_run: bool = False
     shard: tuple[int, int] = (0, 1)
     stage_parts: int | None = None  # None: by the run's size (stage_parts.py)
     project_dir: Path | None = None
+
+    @property
+    def batch_windows(self) -> int:
+        """Windows per batch: --batch-size, else BATCH_WINDOWS, or fewer for windows of more
+        than 63 rows, so that a batch's memory does not grow with the windows' length."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return max(1, min(BATCH_WINDOWS, BATCH_VALUES // (len(FEATURES) * self.window_days)))
 
     def dbt_vars(self, run_id: str) -> dict[str, Any]:
         """The staging vars (macros/window_params.sql) of this request."""
