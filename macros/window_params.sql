@@ -6,7 +6,7 @@
   as_of             one as-of date (YYYY-MM-DD); default: the latest trading day of the
                     daily returns (a `dbt run` or `dbt build` without dates)
   start_date, end_date, frequency   a range of as-of dates: daily | weekly | month-end
-  window_days       rows per window (default 63)
+  window_days       rows per window (default 63, at most 500000)
   min_days          fewest observed rows for a window (default floor(0.87 * window_days))
   market_id         market whose ACTIVE EQUITY instruments are selected (default: every
                     market, unless instrument_ids alone are given)
@@ -92,6 +92,10 @@
 
 {% macro numeric_window_params() %}
   {% set window_days = parse_int_var('window_days', 1, 63) %}
+  {% if window_days > 500000 %}
+    {#- Its lookback would leave PostgreSQL's dates (from 4714 BC): run_request.MAX_WINDOW_DAYS. -#}
+    {% do fail_var('window_days', "must be at most 500000, got " ~ window_days) %}
+  {% endif %}
   {% set default_min_rows = [1, (87 * window_days) // 100] | max %}
   {% set min_rows = parse_int_var('min_days', 1, default_min_rows) %}
   {% if min_rows > window_days %}

@@ -43,7 +43,7 @@ def assert_one_line_error(result: CliResult | subprocess.CompletedProcess[str], 
 
 @pytest.mark.parametrize(("args", "words"), [
     (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--window-days", "0"],
-     ["--window-days", ">= 1"]),
+     ["--window-days", "from 1 to 500,000", "got 0"]),
     (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--window-days", "129",
       "--model-id", "num-stab-core-v1"], ["387 values", "384", "--window-days <= 128"]),
     (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--model-id", "num-nope-v9"],
@@ -62,6 +62,8 @@ def assert_one_line_error(result: CliResult | subprocess.CompletedProcess[str], 
      ["--stage-parts", ">= 1"]),
     (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--batch-size", "1000001"],
      ["--batch-size", "from 1 to 1,000,000", "1000001"]),
+    (["--as-of", "2025-01-31", "--market-id", "US_EQ", "--window-days", "1000000",
+      "--model-id", "numeric-simple-v1"], ["--window-days", "from 1 to 500,000", "1000000"]),
     # A folder named explicitly is refused, not passed over for the project found from here.
     (["--as-of", "2025-01-31", "--market-id", "US_EQ",
       "--project-dir", str(PROJECT_DIR / "models")],
@@ -90,6 +92,15 @@ def test_a_usage_error_exits_before_dbt_is_imported(demo_db: Database) -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_the_longest_lookback_from_year_1_is_a_run_not_a_crash(demo_db: Database) -> None:
+    # 1,500,000 days before 0001-01-01: dates Python has none for, PostgreSQL has.
+    result = demo_db.backfill("--as-of", "0001-01-01", "--window-days", "500000",
+                              "--market-id", "US_EQ", "--limit", "5",
+                              "--model-id", "numeric-simple-v1", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert " insufficient_history=5 " in result.stdout
+
+
 def test_hostile_strings_are_data(demo_db: Database, original_run) -> None:
     before = table_counts(demo_db)
     hostile = "US_EQ'; drop table prices_daily; --"
@@ -109,6 +120,7 @@ def test_hostile_strings_are_data(demo_db: Database, original_run) -> None:
 BAD_VARS = [
     ({"as_of": "2025-13-01", "market_id": "US_EQ"}, "var 'as_of'"),
     ({"as_of": "2025-01-31", "market_id": "US_EQ", "window_days": 0}, "var 'window_days'"),
+    ({"as_of": "2025-01-31", "market_id": "US_EQ", "window_days": 500001}, "var 'window_days'"),
     ({"as_of": "2025-01-31", "market_id": "US_EQ", "limit": -2}, "var 'limit'"),
     ({"as_of": "2025-01-31", "market_id": "US_EQ", "min_days": 70}, "var 'min_days'"),
     ({"as_of": "2025-01-31", "instrument_ids": ["US_EQ_0001", ""]}, "var 'instrument_ids'"),

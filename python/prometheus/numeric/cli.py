@@ -22,6 +22,7 @@ from prometheus.numeric.run_request import (
     BATCH_VALUES,
     BATCH_WINDOWS,
     MAX_BATCH_WINDOWS,
+    MAX_WINDOW_DAYS,
     BackfillRequest,
 )
 
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     selection.add_argument("--instrument-id", type=_identifier, action="append", default=[],
                            dest="instrument_ids", help="add an instrument (repeatable)")
     window = parser.add_argument_group("window and model")
-    window.add_argument("--window-days", type=_whole_number(1), default=63,
+    window.add_argument("--window-days", type=_whole_number(1, MAX_WINDOW_DAYS), default=63,
                         help="rows per window (default 63)")
     window.add_argument("--min-days", type=_whole_number(1),
                         help="fewest observed rows (default floor(0.87 x window days))")

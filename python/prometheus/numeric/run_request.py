@@ -17,6 +17,10 @@ BATCH_VALUES = BATCH_WINDOWS * len(FEATURES) * 63
 # A group's windows and rows reach Python as one bytea each (windows.py), which PostgreSQL
 # caps at 1 GB; this keeps them far below it, and the batch's arrays within memory.
 MAX_BATCH_WINDOWS = 1_000_000
+# A window looks back 3 x window_days calendar days (macros/window_params.sql), which must stay
+# within PostgreSQL's dates (from 4714 BC) for any as-of date from year 1: true up to 573,808
+# rows. macros/window_params.sql refuses the same var.
+MAX_WINDOW_DAYS = 500_000
 
 
 @dataclass

@@ -58,8 +58,9 @@ select
     count(*) filter (where rows_filled > 0),
     count(*) filter (where is_stale),
     count(*) filter (where window_status = 'already_stored'),
-    min(as_of_date - lookback_days),
-    max(as_of_date)
+    -- As text: a long window's lookback may start before year 1, which Python has no date for.
+    min(as_of_date - lookback_days)::text,
+    max(as_of_date)::text
 from ({run_windows}) as windows
 """
 
@@ -83,7 +84,7 @@ where run_id = {run_id} and window_seq > {after_seq}
 RUN_REJECTED_ROWS = """
 select count(*)
 from {rejected} as rejected
-where rejected.trade_date between {first_day} and {last_day}
+where rejected.trade_date between {first_day}::date and {last_day}::date
     and exists (
         select 1
         from ({run_windows}) as windows
