@@ -93,7 +93,7 @@
 {% macro numeric_window_params() %}
   {% set window_days = parse_int_var('window_days', 1, 63) %}
   {% if window_days > 500000 %}
-    {#- Its lookback would leave PostgreSQL's dates (from 4714 BC): run_request.MAX_WINDOW_DAYS. -#}
+    {#- Its lookback could leave PostgreSQL's dates (from 4714 BC): run_request.MAX_WINDOW_DAYS. -#}
     {% do fail_var('window_days', "must be at most 500000, got " ~ window_days) %}
   {% endif %}
   {% set default_min_rows = [1, (87 * window_days) // 100] | max %}

@@ -433,7 +433,8 @@ def test_an_instrument_id_too_long_to_store_is_named(empty_db: Database) -> None
                      " select %s, trade_date, close, volume from prices_daily"
                      " where instrument_id = 'US_EQ_0001'", (long_id,))
     result = empty_db.backfill(*ORIGINAL_COMMAND)
-    assert_one_line_error(result, 1, "value too long", f"{long_id!r} (71 characters)")
+    assert_one_line_error(result, 1, "value too long", "COPY numeric_window_embeddings",
+                          "column entity_id", f"{long_id!r} (71 characters)")
     assert empty_db.value("select count(*) from numeric_window_embeddings") == 0  # one batch
 
 

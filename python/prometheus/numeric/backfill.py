@@ -80,13 +80,14 @@ def store_batch(writer: EmbeddingWriter, batch: WindowBatch, specs: list[ModelSp
                                      window_days, model_bit))
     except psycopg.errors.StringDataRightTruncation as exc:
         # The keys' other values are checked before the run (model ids) or constant: an
-        # instrument id longer than the table's entity_id allows. PostgreSQL names the type,
-        # not the row; the user needs the instrument.
+        # instrument id longer than entity_id allows. PostgreSQL's message names the type; its
+        # context names the table and the COPY line; the user needs the instrument.
         longest = max(batch.windows.instrument_ids.values(), key=len)
+        where = (exc.diag.context or "").strip().splitlines()
         raise PipelineError(
-            f"{str(exc).strip().splitlines()[0]} in numeric_window_embeddings: the batch's "
-            f"longest instrument_id is {longest!r} ({len(longest)} characters); finished "
-            "batches are kept") from exc
+            f"{str(exc).strip().splitlines()[0]}"
+            f"{f' ({where[0]})' if where else ''}: the batch's longest instrument_id is "
+            f"{longest!r} ({len(longest)} characters)") from exc
     return written
 
 

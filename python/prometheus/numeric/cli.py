@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                            dest="instrument_ids", help="add an instrument (repeatable)")
     window = parser.add_argument_group("window and model")
     window.add_argument("--window-days", type=_whole_number(1, MAX_WINDOW_DAYS), default=63,
-                        help="rows per window (default 63)")
+                        help=f"rows per window (default 63, at most {MAX_WINDOW_DAYS:,})")
     window.add_argument("--min-days", type=_whole_number(1),
                         help="fewest observed rows (default floor(0.87 x window days))")
     window.add_argument("--model-id", action="append", dest="model_ids", type=_identifier,
