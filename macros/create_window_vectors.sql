@@ -5,8 +5,9 @@
   model_id, entity_id and as_of_date so that similar_windows filters without reading the wide
   table. A separate table, not a column: the original keeps its columns and its scans stay
   as they are. store.py writes it next to every vector it writes; a vector another writer
-  stores or rewrites (the original tool, an older version) loses its companion row (the
-  trigger below) and is copied in again by the next run (window_vectors.py).
+  stores or rewrites, or whose key it changes (the original tool, an older version), loses
+  its companion row (the trigger below) and is copied in again by the next run
+  (window_vectors.py).
 
   Made where pgvector is installed in the database, or where this user may create it (it is
   not a trusted extension), and where numeric_window_embeddings has what it needs: a unique
@@ -36,6 +37,7 @@ begin
 {%- if switch == 'off' %}
     if to_regclass({{ vectors_text }}) is not null then
         drop trigger if exists numeric_window_vectors_forget on {{ embeddings }};
+        drop trigger if exists numeric_window_vectors_follow_key on {{ embeddings }};
         drop table {{ vectors }};
     end if;
 {%- else %}
@@ -88,17 +90,23 @@ begin
         return null;
     end
     $fn$;
-    -- A vector rewritten by any writer loses its stale companion row; this project's writer
-    -- writes the new one right after, another writer's is copied by the next run. Created
-    -- once: a trigger's DDL locks the table against the writers of runs in flight.
+    -- A vector or key rewritten by any writer loses its stale companion row (it copies the
+    -- key); this project's writer writes the new one right after, another writer's is copied
+    -- by the next run. Created once: a trigger's DDL locks the table against the writers of
+    -- runs in flight. It replaces numeric_window_vectors_forget, which watched the vector only.
     if not exists (
         select from pg_trigger
         where tgrelid = {{ embeddings_text }}::regclass
-            and tgname = 'numeric_window_vectors_forget'
+            and tgname = 'numeric_window_vectors_follow_key'
     ) then
-        create trigger numeric_window_vectors_forget
-        after update of vector on {{ embeddings }}
-        for each row when (old.vector is distinct from new.vector)
+        drop trigger if exists numeric_window_vectors_forget on {{ embeddings }};
+        create trigger numeric_window_vectors_follow_key
+        after update of vector, entity_type, entity_id, as_of_date, model_id on {{ embeddings }}
+        for each row when (
+            (old.vector, old.entity_type, old.entity_id, old.as_of_date, old.model_id)
+            is distinct from
+            (new.vector, new.entity_type, new.entity_id, new.as_of_date, new.model_id)
+        )
         execute function {{ forget_row }}();
     end if;
 {%- endif %}

@@ -191,12 +191,19 @@ def test_pgvector_values_follow_every_write(scratch_db: Database) -> None:
                      " where entity_id = 'US_EQ_0013'", (np.ones(384, "<f4").tobytes(),))
         assert conn.execute("select count(*) from numeric_window_vectors"
                             " where entity_id = 'US_EQ_0013'").fetchone() == (0,)
+        # So do rows whose key another writer changes (the companion copies the key).
+        moved = conn.execute("update numeric_window_embeddings set as_of_date ="
+                             " as_of_date - 1000 where entity_id = 'US_EQ_0014'"
+                             " returning embedding_id").fetchall()
+        assert moved and conn.execute(
+            "select count(*) from numeric_window_vectors where embedding_id = any(%s)",
+            ([row[0] for row in moved],)).fetchone() == (0,)
     again = scratch_db.backfill(*RANGE, *model, "--skip-existing")
     assert again.returncode == 0, again.stderr
     copied = re.search(r"copied (\d+) stored vectors", again.stderr)
     assert copied and int(copied.group(1)) == scratch_db.value(
         "select count(*) from numeric_window_embeddings"
-        " where entity_id in ('US_EQ_0012', 'US_EQ_0013')") > 0
+        " where entity_id in ('US_EQ_0012', 'US_EQ_0013')") + len(moved)
     assert pgvector_mismatches(scratch_db) == []
     # A stored vector holding NaN (another writer's) stays out of the companion, with a
     # warning, even when it is the only one missing (the fill's batch then has no finite one).
