@@ -35,7 +35,9 @@ $ddl$;
   registry as last deployed makes its stored vectors outdated; record it, then remember the
   registry deployed now. A model new to the registry is not a change. (Seeds cannot have
   hooks that name other relations, so this runs at the end of every invocation, a no-op
-  until the seed exists.)
+  until the seed exists.) One invocation at a time, in one transaction: two concurrent runs
+  (shards) would each delete the snapshot the other had not committed yet and insert the
+  same keys again (a duplicate key error at the end of a run).
 #}
 {% macro record_model_changes() %}
 {%- set changes = source('embeddings', 'numeric_window_embedding_changes') -%}
@@ -44,14 +46,19 @@ $ddl$;
 {%- if execute and adapter.get_relation(registry.database, registry.schema, registry.identifier) is none -%}
 select 1
 {%- else -%}
-insert into {{ changes }} (reason, model_id)
-select 'model_changed', registry.model_id
-from {{ registry }} as registry
-inner join {{ deployed }} as previous
-    on previous.model_id = registry.model_id
-where (previous.encoder, previous.dim) is distinct from (registry.encoder, registry.dim);
-delete from {{ deployed }};
-insert into {{ deployed }} (model_id, encoder, dim)
-select model_id, encoder, dim from {{ registry }}
+do $record$
+begin
+    perform pg_advisory_xact_lock(hashtext('prometheus_numeric.record_model_changes'));
+    insert into {{ changes }} (reason, model_id)
+    select 'model_changed', registry.model_id
+    from {{ registry }} as registry
+    inner join {{ deployed }} as previous
+        on previous.model_id = registry.model_id
+    where (previous.encoder, previous.dim) is distinct from (registry.encoder, registry.dim);
+    delete from {{ deployed }};
+    insert into {{ deployed }} (model_id, encoder, dim)
+    select model_id, encoder, dim from {{ registry }};
+end
+$record$
 {%- endif %}
 {% endmacro %}

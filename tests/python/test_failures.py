@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import io
@@ -9,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import psycopg
@@ -262,6 +264,30 @@ def test_concurrent_runs_never_duplicate_or_mix(demo_db: Database) -> None:
             "select count(*) from (select 1 from numeric_window_embeddings group by"
             " entity_type, entity_id, as_of_date, model_id having count(*) > 1) d").fetchone()
     assert duplicates == (0,)
+
+
+def test_the_registry_snapshot_is_taken_by_one_invocation_at_a_time(demo_db: Database
+                                                                    ) -> None:
+    """dbt's on-run-end hook (record_model_changes) replaces the registry snapshot. Another
+    invocation's hook holds it here, uncommitted: this one waits for it, then succeeds (two
+    runs' hooks used to delete-and-insert the same keys at once: a duplicate key error)."""
+    deployed = "numeric_embedding_models_deployed"
+    with demo_db.connect() as other, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        with other.transaction():
+            other.execute("select pg_advisory_xact_lock("
+                          "hashtext('prometheus_numeric.record_model_changes'))")
+            other.execute(f"delete from {deployed}")
+            other.execute(f"insert into {deployed} (model_id, encoder, dim)"
+                          " select model_id, encoder, dim from analytics.numeric_embedding_models")
+            invocation = pool.submit(demo_db.dbt, "test", "--select", "numeric_windows_stale")
+            deadline = time.monotonic() + 120
+            while not demo_db.value("select count(*) from pg_stat_activity where"
+                                    " wait_event_type = 'Lock' and datname = current_database()"
+                                    " and pid <> %s", (other.info.backend_pid,)):
+                assert time.monotonic() < deadline and not invocation.done(), "never waited"
+                time.sleep(0.1)
+        result = invocation.result(timeout=120)
+    assert result.returncode == 0, result.error
 
 
 def test_concurrent_reruns_with_models_in_either_order_do_not_deadlock(
