@@ -23,7 +23,7 @@ from prometheus.numeric.connection import (
 from prometheus.numeric.dbt_runner import DbtRunner
 from prometheus.numeric.deployment import Deployment
 from prometheus.numeric.encoders import encode
-from prometheus.numeric.errors import PipelineError
+from prometheus.numeric.errors import PipelineError, first_line
 from prometheus.numeric.progress import Progress
 from prometheus.numeric.project import (
     ALREADY_STORED_NODE,
@@ -85,7 +85,7 @@ def store_batch(writer: EmbeddingWriter, batch: WindowBatch, specs: list[ModelSp
         longest = max(batch.windows.instrument_ids.values(), key=len)
         where = (exc.diag.context or "").strip().splitlines()
         raise PipelineError(
-            f"{str(exc).strip().splitlines()[0]}"
+            f"{first_line(exc)}"
             f"{f' ({where[0]})' if where else ''}: the batch's longest instrument_id is "
             f"{longest!r} ({len(longest)} characters)") from exc
     return written

@@ -15,12 +15,13 @@ from typing import NoReturn
 
 import psycopg
 
-from prometheus.numeric.errors import OneLineParser, PipelineError, UsageError
+from prometheus.numeric.errors import OneLineParser, PipelineError, UsageError, first_line
 from prometheus.numeric.project import find_project_dir
 from prometheus.numeric.registry import MAX_ID_LENGTH, load_registry, resolve_models
 from prometheus.numeric.run_request import (
     BATCH_VALUES,
     BATCH_WINDOWS,
+    DEFAULT_WINDOW_DAYS,
     MAX_BATCH_WINDOWS,
     MAX_WINDOW_DAYS,
     BackfillRequest,
@@ -88,8 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     selection.add_argument("--instrument-id", type=_identifier, action="append", default=[],
                            dest="instrument_ids", help="add an instrument (repeatable)")
     window = parser.add_argument_group("window and model")
-    window.add_argument("--window-days", type=_whole_number(1, MAX_WINDOW_DAYS), default=63,
-                        help=f"rows per window (default 63, at most {MAX_WINDOW_DAYS:,})")
+    window.add_argument("--window-days", type=_whole_number(1, MAX_WINDOW_DAYS),
+                        default=DEFAULT_WINDOW_DAYS,
+                        help=f"rows per window (default {DEFAULT_WINDOW_DAYS}, at most "
+                             f"{MAX_WINDOW_DAYS:,})")
     window.add_argument("--min-days", type=_whole_number(1),
                         help="fewest observed rows (default floor(0.87 x window days))")
     window.add_argument("--model-id", action="append", dest="model_ids", type=_identifier,
@@ -106,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "with K = 0..N-1 together do the whole backfill")
     run.add_argument("--batch-size", type=_whole_number(1, MAX_BATCH_WINDOWS),
                      help=f"windows per transaction (default {BATCH_WINDOWS}, fewer for "
-                          f"windows over 63 rows: {BATCH_VALUES:,} values); an interrupted "
+                          f"windows over {DEFAULT_WINDOW_DAYS} rows: {BATCH_VALUES:,} values); "
+                          "an interrupted "
                           "run keeps its finished batches")
     run.add_argument("--stage-parts", type=_whole_number(1), metavar="N",
                      help="stage a range in N parts, encoding each while dbt stages the next "
@@ -177,14 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
-        print(f"{PROG}: error: database error: {_first_line(exc)}; finished batches are kept,"
+        print(f"{PROG}: error: database error: {first_line(exc)}; finished batches are kept,"
               " re-run to complete", file=sys.stderr)
         return 1
     except psycopg.OperationalError as exc:
-        print(f"{PROG}: error: database unavailable: {_first_line(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: database unavailable: {first_line(exc)}", file=sys.stderr)
         return 1
     except psycopg.Error as exc:
-        print(f"{PROG}: error: database error: {_first_line(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: database error: {first_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: error: interrupted; whole batches are kept, re-run to complete",
@@ -202,11 +206,6 @@ def _configure_logging(level: int) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def run() -> NoReturn:

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from prometheus.numeric import queries
 from prometheus.numeric.connection import resolve_server
-from prometheus.numeric.errors import PipelineError
+from prometheus.numeric.errors import PipelineError, first_line
 
 
 def default_schema() -> str:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(autocommit=True) as conn:
             count = dedupe(conn, args.schema, args.apply)
     except (PipelineError, psycopg.Error) as exc:
-        print(f"dedupe_numeric_embeddings: error: {str(exc).strip().splitlines()[0]}",
+        print(f"dedupe_numeric_embeddings: error: {first_line(exc)}",
               file=sys.stderr)
         return 1
     verb = "deleted" if args.apply else "would delete (run with --apply)"

@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from prometheus.numeric.connection import resolve_server
-from prometheus.numeric.errors import OneLineParser, PipelineError, UsageError
+from prometheus.numeric.errors import OneLineParser, PipelineError, UsageError, first_line
 
 SOURCE_DDL = """
 create schema if not exists {schema};
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                         rows = load_csv(conn, args.schema, table, path)
                         print(f"loaded {table}: rows={rows} from {path}")
     except (PipelineError, psycopg.Error, OSError) as exc:
-        print(f"prometheus-demo-data: error: {str(exc).strip().splitlines()[0]}",
+        print(f"prometheus-demo-data: error: {first_line(exc)}",
               file=sys.stderr)
         return getattr(exc, "exit_code", 1)
     return 0

@@ -18,6 +18,12 @@ class UsageError(PipelineError):
     exit_code = 2
 
 
+def first_line(exc: BaseException) -> str:
+    """What an exception says, in one line (PostgreSQL's messages go on with DETAIL lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse whose usage errors are one line naming the argument, not the usage block."""
 

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from prometheus.numeric import queries
-from prometheus.numeric.errors import PipelineError
+from prometheus.numeric.errors import PipelineError, first_line
 from prometheus.numeric.registry import FEATURES
 
 
@@ -102,7 +102,7 @@ def read_nearest(conn: psycopg.Connection, embeddings_relation: str, embeddings_
                 {"instrument_id": window.instrument_id, "as_of_date": window.as_of_date,
                  "model_id": model_id}).fetchone()
     except (psycopg.errors.FeatureNotSupported, psycopg.errors.NoDataFound) as exc:
-        raise PipelineError(str(exc).strip().splitlines()[0]) from exc
+        raise PipelineError(first_line(exc)) from exc
     if row is None:
         raise PipelineError(f"no stored {model_id} window of another instrument")
     entity_id, as_of_date, distance = row

@@ -10,10 +10,12 @@ from typing import Any
 
 from prometheus.numeric.registry import FEATURES
 
+DEFAULT_WINDOW_DAYS = 63
 BATCH_WINDOWS = 20_000
 # A batch's arrays grow with its values (windows x features x window_days): by default a
-# batch holds as many values as BATCH_WINDOWS windows of 63 rows, whatever the windows' length.
-BATCH_VALUES = BATCH_WINDOWS * len(FEATURES) * 63
+# batch holds as many values as BATCH_WINDOWS windows of the default length, whatever the
+# windows' length.
+BATCH_VALUES = BATCH_WINDOWS * len(FEATURES) * DEFAULT_WINDOW_DAYS
 # A group's windows and rows reach Python as one bytea each (windows.py), which PostgreSQL
 # caps at 1 GB; this keeps them far below it, and the batch's arrays within memory.
 MAX_BATCH_WINDOWS = 1_000_000
@@ -28,7 +30,7 @@ class BackfillRequest:
     """What to embed: the CLI's flags, already checked for shape."""
 
     model_ids: list[str]
-    window_days: int = 63
+    window_days: int = DEFAULT_WINDOW_DAYS
     as_of: dt.date | None = None
     start_date: dt.date | None = None
     end_date: dt.date | None = None
@@ -48,8 +50,8 @@ class BackfillRequest:
 
     @property
     def batch_windows(self) -> int:
-        """Windows per batch: --batch-size, else BATCH_WINDOWS, or fewer for windows of more
-        than 63 rows, so that a batch's memory does not grow with the windows' length."""
+        """Windows per batch: --batch-size, else BATCH_WINDOWS, or fewer for windows longer
+        than the default, so that a batch's memory does not grow with the windows' length."""
         if self.batch_size is not None:
             return self.batch_size
         return max(1, min(BATCH_WINDOWS, BATCH_VALUES // (len(FEATURES) * self.window_days)))

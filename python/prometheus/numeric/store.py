@@ -22,7 +22,7 @@ from psycopg import errors, sql
 
 from prometheus.numeric import queries
 from prometheus.numeric.copy_rows import PGCOPY_HEADER, PGCOPY_TRAILER, copy_rows, vector_rows
-from prometheus.numeric.errors import PipelineError
+from prometheus.numeric.errors import PipelineError, first_line
 from prometheus.numeric.packed_rows import read_packed_rows
 from prometheus.numeric.registry import ModelSpec
 from prometheus.numeric.windows import StagedWindows
@@ -201,6 +201,6 @@ def refresh_statistics(conn: psycopg.Connection, relation: str, rows_written: in
         conn.execute(sql.SQL(queries.ANALYZE).format(relation=sql.SQL(relation)))
     except psycopg.Error as exc:
         log.warning("could not analyze %s (%s); the run goes on",
-                    relation, str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+                    relation, first_line(exc))
         return False
     return True
