@@ -44,18 +44,26 @@ def select_instruments(conn: psycopg.Connection, market_id: str | None, limit: i
 
 def load_history(conn: psycopg.Connection, instrument_id: str
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # As text, parsed by Python: a numeric column may hold values no double holds (1e400).
+    # As text, parsed by Python: a numeric column may hold values no double holds (1e400),
+    # a text column values that are no number.
     # A double's text is exact (its shortest round-trip digits) with extra_float_digits >= 1.
     conn.execute("set extra_float_digits = 1")
     rows = conn.execute(
         "select trade_date, close::text, volume::text from prices_daily "
         "where instrument_id = %s order by trade_date", (instrument_id,)).fetchall()
     dates = np.array([r[0] for r in rows], dtype="datetime64[D]")
-    closes = np.array([math.nan if r[1] is None else float(r[1]) for r in rows],
-                      dtype=np.float64)
-    volumes = np.array([math.nan if r[2] is None else float(r[2]) for r in rows],
-                       dtype=np.float64)
+    closes = np.array([as_number(r[1]) for r in rows], dtype=np.float64)
+    volumes = np.array([as_number(r[2]) for r in rows], dtype=np.float64)
     return dates, closes, volumes
+
+
+def as_number(text: str | None) -> float:
+    """A price's text as a number; NULL, or a text that is no number ('N/A'), as NaN: not
+    finite, so its row is not valid (SPEC "Daily features")."""
+    try:
+        return math.nan if text is None else float(text)
+    except ValueError:
+        return math.nan
 
 
 def valid_mask(closes: np.ndarray, volumes: np.ndarray) -> np.ndarray:
