@@ -1,12 +1,12 @@
 {#
-  A price column of the source as double precision, by a cast that cannot fail: a failed
-  cast stops every query that reads the row (a whole `dbt run`, rejected_prices, a window
-  over it). Columns of double precision, real or integer type are cast as they are.
-  numeric (and any type the catalog does not name as castable: a domain, a materialized
-  view's column) goes through clamped_as_double, because numeric holds values no double
-  does. Text goes through text_as_double (PostgreSQL 16+, which can test an input first;
-  older servers cast text as it is). The column's type is read when the view is compiled
-  (PostgreSQL refuses to change it under the view).
+  A price column of the source as double precision, by a cast that does not fail (for text:
+  on PostgreSQL 16+): a failed cast stops every query that reads the row (a whole `dbt run`,
+  rejected_prices, a window over it). Columns of double precision, real or integer type are
+  cast as they are. Text (and a domain over it: the catalog names the base type) goes
+  through text_as_double; older servers cast text as it is. numeric, and any type the
+  catalog does not name (a user-defined type, a materialized view's column), goes through
+  clamped_as_double, because numeric holds values no double does. The column's type is
+  read when the view is compiled (PostgreSQL refuses to change it under the view).
 #}
 {% macro as_double_precision(relation, alias, column_name) -%}
 {%- set data_types = [] -%}
@@ -31,8 +31,8 @@
   A numeric value as double precision:
   - beyond +-1e308 (1e400): +-1e308, far beyond float32, so the row is rejected as any
     value float32 cannot hold (close_exceeds_float32), or as not positive (negative);
-  - so small that the cast rounds to zero (1e-400: below 2^-1075, to 17 digits): 0, as the
-    cast would give if it did not fail;
+  - so small that the cast rounds to zero (1e-400: below 2^-1075, to 17 digits): 0 (-0 if
+    negative), as the cast would give if it did not fail;
   - NaN, +-Infinity and NULL as they are.
   The common case, a positive price, is tested first: two comparisons a row.
 #}
@@ -43,7 +43,7 @@ case
     when {{ value }} >= 1e308 then 1e308::double precision
     when {{ value }} <= -1e308 then -1e308::double precision
     when {{ value }} > -2.4703282292062328e-324 and {{ value }} < 2.4703282292062328e-324
-        then 0::double precision
+        then case when {{ value }} < 0 then '-0'::double precision else 0::double precision end
     else {{ value }}::double precision
 end
 {%- endmacro %}
@@ -51,9 +51,10 @@ end
 
 {#
   A text value as double precision (PostgreSQL 16+: pg_input_is_valid): what the cast reads,
-  as it reads it; a number beyond a double ('1e400') as clamped_as_double reads it; text that
-  is no number ('N/A', '') as NaN, so its row is rejected as not a number (close_nan,
-  volume_nan); NULL as NULL. On an older server, the cast as it is.
+  as it reads it; a number beyond a double that numeric holds ('1e400') as clamped_as_double
+  reads it; any other text ('N/A', '', a number beyond numeric too) as NaN, so its row is
+  rejected as not a number (close_nan, volume_nan); NULL as NULL. On an older server, the
+  cast as it is.
 #}
 {% macro text_as_double(value) -%}
 {%- set version = run_query("select current_setting('server_version_num')::integer") -%}

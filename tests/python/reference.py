@@ -59,7 +59,8 @@ def load_history(conn: psycopg.Connection, instrument_id: str
 
 def as_number(text: str | None) -> float:
     """A price's text as a number; NULL, or a text that is no number ('N/A'), as NaN: not
-    finite, so its row is not valid (SPEC "Daily features")."""
+    finite, so its row is not valid (SPEC "Daily features"). Python's grammar is not
+    PostgreSQL's (Unicode digits, '0x10'); the texts the tests plant read alike in both."""
     try:
         return math.nan if text is None else float(text)
     except ValueError:

@@ -379,24 +379,22 @@ def test_existing_original_tables_get_the_unique_key(empty_db: Database) -> None
             "insert into numeric_window_embeddings (entity_type, entity_id, window_spec,"
             " as_of_date, vector) values ('INSTRUMENT', 'US_EQ_0002', '{}', '2024-11-29', %s)"
             " returning embedding_id", (np.ones(384, "<f4").tobytes(),)).fetchone()[0]
-        # numeric holds values no double does, and text (volume here, as a CSV load leaves
-        # it) values that are no number: rows rejected for what they are (beyond float32,
-        # negative, zero once cast, not a number), not a failed cast that stops the run. A
-        # number text with spaces around it is read as the cast reads it. Their days are
-        # inside windows checked below.
-        conn.execute("alter table prices_daily alter column volume type text")
+        # numeric holds values no double does, and a text column (volume here, on
+        # PostgreSQL 16+) values that are no number: rows rejected for what they are (beyond
+        # float32, negative, zero once cast, not a number), not a failed cast that stops the
+        # run. A number text with spaces around it, and -1e-400 (-0 once cast), are valid
+        # rows. Their days are inside windows checked below.
         planted_values = {"US_EQ_0008": ("close", "1e400", "close_exceeds_float32"),
                           "US_EQ_0015": ("volume", "-1e400", "volume_negative"),
                           "US_EQ_0022": ("close", "1e-400", "close_not_positive"),
-                          "US_EQ_0029": ("volume", "N/A", "volume_nan"),
-                          "US_EQ_0036": ("volume", "", "volume_nan"),
-                          "US_EQ_0043": ("volume", " 1e400 ", "volume_exceeds_float32"),
-                          "US_EQ_0050": ("volume", " 1250.5 ", None)}
-        if conn.execute("select current_setting('server_version_num')::int < 160000"
-                        ).fetchone()[0]:
-            # Before PostgreSQL 16 (no pg_input_is_valid) text is cast as it is.
-            planted_values = {key: value for key, value in planted_values.items()
-                              if value[0] == "close"}
+                          "US_EQ_0057": ("volume", "-1e-400", None)}
+        if conn.execute("select current_setting('server_version_num')::int >= 160000"
+                        ).fetchone()[0]:  # before 16 (no pg_input_is_valid) text is cast
+            conn.execute("alter table prices_daily alter column volume type text")
+            planted_values.update({"US_EQ_0029": ("volume", "N/A", "volume_nan"),
+                                   "US_EQ_0036": ("volume", "", "volume_nan"),
+                                   "US_EQ_0043": ("volume", " 1e400 ", "volume_exceeds_float32"),
+                                   "US_EQ_0050": ("volume", " 1250.5 ", None)})
         planted = [conn.execute(sql.SQL(
             "update prices_daily set {} = %s where instrument_id = %s"
             " and trade_date = (select max(trade_date) from prices_daily"
@@ -431,7 +429,7 @@ def test_existing_original_tables_get_the_unique_key(empty_db: Database) -> None
             expected = planted_values[instrument_id][2]
             assert reason == ((expected,) if expected else None), instrument_id
         assert column_compressions(conn) == {"vector": "", "window_spec": ""}  # as it was
-        assert len(stored) == 416
+        assert len(stored) == 416 and planted_values.keys() <= {s[0] for s in stored}
         for instrument_id, vector in stored[::7] + [s for s in stored if s[0] in planted_values]:
             window = reference_window(conn, instrument_id, dt.date(2025, 1, 31), 63)
             assert window is not None
