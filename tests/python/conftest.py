@@ -187,6 +187,18 @@ def create_database(template_env: dict[str, str], name: str,
             sql.Identifier(name), sql.Identifier(template), strategy))
 
 
+NO_PGVECTOR = "this PostgreSQL has no pgvector (make test PG_BINDIR=...): similarity search is off"
+
+
+def pgvector_available(server_env: dict[str, str]) -> bool:
+    """Whether the server can install pgvector (the wheel's can; a system PostgreSQL may
+    not): the tests of similarity search need it, the rest of the suite does not."""
+    with _admin(server_env) as conn:
+        row = conn.execute("select exists (select from pg_available_extensions"
+                           " where name = 'vector')").fetchone()
+    return bool(row and row[0])
+
+
 def drop_database(database: Database) -> None:
     with _admin(database.env) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(

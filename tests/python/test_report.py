@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CliResult, Database
+from conftest import NO_PGVECTOR, CliResult, Database, pgvector_available
 from fresh_stack import run_main
 
 image = pytest.importorskip("matplotlib.image", reason="the report extra is not installed")
@@ -27,7 +27,8 @@ def report(db: Database, *args: str) -> CliResult:
         return run_main(report_module.main, args)
 
 
-def test_report_png_from_a_date_range(demo_db: Database, tmp_path: Path) -> None:
+def test_report_png_from_a_date_range(demo_db: Database, tmp_path: Path,
+                                     server_env: dict[str, str]) -> None:
     backfill = demo_db.backfill(*RANGE, "--market-id", "US_EQ", "--limit", "25",
                                 "--model-id", MODEL)
     assert backfill.returncode == 0, backfill.stderr
@@ -56,7 +57,10 @@ def test_report_png_from_a_date_range(demo_db: Database, tmp_path: Path) -> None
     assert pixels.shape[:2] == (1200, 1100)
     assert float(np.std(pixels[..., :3])) > 0.05  # drawn, not a blank canvas
 
-    # The second PNG: the window beside its nearest stored window of another instrument.
+    # The second PNG: the window beside its nearest stored window of another instrument
+    # (without pgvector the report skips it: test_without_pgvector_the_nearest_panel_is_skipped).
+    if not pgvector_available(server_env):
+        pytest.skip(NO_PGVECTOR)
     nearest = dict(re.findall(r"(\w+)=(\S+)", result.stdout.splitlines()[-1]))
     with demo_db.connect() as conn:
         expected = conn.execute("select entity_id, as_of_date::text, distance from"

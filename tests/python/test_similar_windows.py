@@ -12,12 +12,18 @@ import numpy as np
 import psycopg
 import pytest
 
-from conftest import Database, database_copy
+from conftest import NO_PGVECTOR, Database, database_copy, pgvector_available
 
 MODEL = "num-stab-core-v1"
 OTHER_MODEL = "num-portfolio-core-v1"
 RANGE = ["--start-date", "2025-01-02", "--end-date", "2025-01-31", "--market-id", "US_EQ",
          "--limit", "60", "--window-days", "21", "--no-tests"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def needs_pgvector(server_env: dict[str, str]) -> None:
+    if not pgvector_available(server_env):
+        pytest.skip(NO_PGVECTOR)
 
 
 @pytest.fixture(scope="module")
