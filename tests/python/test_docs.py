@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import Database, pgvector_available
+from conftest import Database
 
 PACKAGE = "prometheus_numeric"
 SIGNATURE = re.compile(r"{%-?\s*(?:macro|test)\s+\w+\s*\((.*?)\)\s*-?%}", re.S)
@@ -50,10 +50,10 @@ def test_every_node_and_source_is_described(docs: dict[str, Any]) -> None:
 
 
 def test_every_column_is_described(docs: dict[str, Any], demo_db: Database,
-                                   server_env: dict[str, str]) -> None:
+                                   has_pgvector: bool) -> None:
     manifest, catalog = docs["manifest"], docs["catalog"]
     documented = {**project_nodes(manifest, "model", "seed"), **manifest["sources"]}
-    if not pgvector_available(server_env):  # no companion table to compare with
+    if not has_pgvector:  # no companion table to compare with
         del documented[f"source.{PACKAGE}.embeddings.numeric_window_vectors"]
     actual: dict[str, set[str]] = {
         key: set(entry["columns"]) for key, entry in {**catalog["nodes"],
@@ -100,15 +100,14 @@ def test_every_macro_and_argument_is_described(docs: dict[str, Any]) -> None:
 
 
 def test_analyses_compile_and_answer(docs: dict[str, Any], demo_db: Database,
-                                    server_env: dict[str, str]) -> None:
+                                    has_pgvector: bool) -> None:
     compiled = Path(docs["target"]) / "compiled" / PACKAGE / "analyses"
     queries = {path.stem: path.read_text() for path in compiled.glob("*.sql")}
     assert set(queries) == {
         "original_inspection_query", "latest_window_of_one_instrument",
         "rejected_rows_of_a_market", "coverage_of_a_date_range", "one_vector_decoded",
         "nearest_windows_of_one_window"}
-    with_pgvector = pgvector_available(server_env)
-    if not with_pgvector:  # similarity search is off: similar_windows refuses, saying why
+    if not has_pgvector:  # similarity search is off: similar_windows refuses, saying why
         with demo_db.connect() as conn, pytest.raises(psycopg.errors.FeatureNotSupported,
                                                       match="needs pgvector"):
             conn.execute(queries.pop("nearest_windows_of_one_window"))
@@ -127,7 +126,7 @@ def test_analyses_compile_and_answer(docs: dict[str, Any], demo_db: Database,
     assert decoded[0] == "US_EQ_0011" and decoded[2] == 384 and decoded[5] == 384 - 3 * 63
     assert decoded[3][2] == 0  # the oldest row is filled: log_return 0
     assert -1 <= decoded[6] <= 1
-    if not with_pgvector:
+    if not has_pgvector:
         return
     nearest = answers["nearest_windows_of_one_window"]
     assert len(nearest) == 5 and ("US_EQ_0011", dt.date(2025, 1, 31)) not in {

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import NO_PGVECTOR, CliResult, Database, pgvector_available
+from conftest import CliResult, Database
 from fresh_stack import run_main
 
 image = pytest.importorskip("matplotlib.image", reason="the report extra is not installed")
@@ -28,7 +28,7 @@ def report(db: Database, *args: str) -> CliResult:
 
 
 def test_report_png_from_a_date_range(demo_db: Database, tmp_path: Path,
-                                     server_env: dict[str, str]) -> None:
+                                     has_pgvector: bool) -> None:
     backfill = demo_db.backfill(*RANGE, "--market-id", "US_EQ", "--limit", "25",
                                 "--model-id", MODEL)
     assert backfill.returncode == 0, backfill.stderr
@@ -58,9 +58,11 @@ def test_report_png_from_a_date_range(demo_db: Database, tmp_path: Path,
     assert float(np.std(pixels[..., :3])) > 0.05  # drawn, not a blank canvas
 
     # The second PNG: the window beside its nearest stored window of another instrument
-    # (without pgvector the report skips it: test_without_pgvector_the_nearest_panel_is_skipped).
-    if not pgvector_available(server_env):
-        pytest.skip(NO_PGVECTOR)
+    # (without pgvector, the machine's PostgreSQL, the report says it skips it).
+    if not has_pgvector:
+        assert "no nearest-window panel" in result.stderr
+        assert not output.with_name("coverage-nearest.png").exists()
+        return
     nearest = dict(re.findall(r"(\w+)=(\S+)", result.stdout.splitlines()[-1]))
     with demo_db.connect() as conn:
         expected = conn.execute("select entity_id, as_of_date::text, distance from"

@@ -12,7 +12,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from conftest import NO_PGVECTOR, Database, database_copy, pgvector_available
+from conftest import NO_PGVECTOR, Database, database_copy
 
 MODEL = "num-stab-core-v1"
 OTHER_MODEL = "num-portfolio-core-v1"
@@ -21,8 +21,8 @@ RANGE = ["--start-date", "2025-01-02", "--end-date", "2025-01-31", "--market-id"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def needs_pgvector(server_env: dict[str, str]) -> None:
-    if not pgvector_available(server_env):
+def needs_pgvector(has_pgvector: bool) -> None:
+    if not has_pgvector:
         pytest.skip(NO_PGVECTOR)
 
 
