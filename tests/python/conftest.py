@@ -203,7 +203,11 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     (profiles / "profiles.yml").write_text((PROJECT_DIR / "profiles.example.yml").read_text())
     env["TEST_PROFILES_DIR"] = str(profiles)
     yield env
-    shutil.rmtree(TARGETS, ignore_errors=True)
+    # This worker's target folders only: the other worker may still be running dbt in its own.
+    for folder in TARGETS.glob(f"pt_*_{SESSION}"):
+        shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        TARGETS.rmdir()  # the last worker out
 
 
 def session_database(server_env: dict[str, str], kind: str) -> Database:  # one per worker
