@@ -189,9 +189,6 @@ def create_database(template_env: dict[str, str], name: str,
             sql.Identifier(name), sql.Identifier(template), strategy))
 
 
-NO_PGVECTOR = "this PostgreSQL has no pgvector (make test PG_BINDIR=...): similarity search is off"
-
-
 def drop_database(database: Database) -> None:
     with _admin(database.env) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(

@@ -12,7 +12,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from conftest import NO_PGVECTOR, Database, database_copy
+from conftest import Database, database_copy
 
 MODEL = "num-stab-core-v1"
 OTHER_MODEL = "num-portfolio-core-v1"
@@ -23,7 +23,8 @@ RANGE = ["--start-date", "2025-01-02", "--end-date", "2025-01-31", "--market-id"
 @pytest.fixture(scope="module", autouse=True)
 def needs_pgvector(has_pgvector: bool) -> None:
     if not has_pgvector:
-        pytest.skip(NO_PGVECTOR)
+        pytest.skip("this PostgreSQL has no pgvector (make test PG_BINDIR=...): similarity "
+                    "search is off")
 
 
 @pytest.fixture(scope="module")

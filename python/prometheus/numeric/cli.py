@@ -110,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=_whole_number(1, MAX_BATCH_WINDOWS),
                      help=f"windows per transaction (default {BATCH_WINDOWS}, fewer for "
                           f"windows over {DEFAULT_WINDOW_DAYS} rows: {BATCH_VALUES:,} values); "
-                          "an interrupted "
-                          "run keeps its finished batches")
+                          "an interrupted run keeps its finished batches")
     run.add_argument("--stage-parts", type=_whole_number(1), metavar="N",
                      help="stage a range in N parts, encoding each while dbt stages the next "
                           "(default: by the range's size; 1 for one date)")
