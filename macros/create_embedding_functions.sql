@@ -73,6 +73,7 @@ begin
                     ((get_byte(detoasted.bytes, 4 * i + 2) & 127) << 16)
                     | (get_byte(detoasted.bytes, 4 * i + 1) << 8)
                     | get_byte(detoasted.bytes, 4 * i) as mantissa
+                -- offset 0: detoasted here, once, not inlined into every get_byte below.
                 from (select vector || '\x'::bytea as bytes offset 0) as detoasted
                 cross join lateral
                     generate_series(0, octet_length(detoasted.bytes) / 4 - 1) as i

@@ -254,7 +254,7 @@ select 1
 {%- endmacro %}
 
 
-{# The first key of every advisory lock this project takes (store.LOCK_NAMESPACE, "NWE\0"). #}
+{# The first key of every advisory lock this project takes (queries.LOCK_NAMESPACE, "NWE\0"). #}
 {% macro advisory_lock_namespace() -%}
     1314342144
 {%- endmacro %}

@@ -19,6 +19,18 @@
   a candidate stored without a fingerprint, until a run verifies it), NULL when current.
 #}
 
+{# SQL of one field ('encoder', 'dim' or 'window_days') of a stored fingerprint, as text. #}
+{% macro fingerprint_field(fingerprint, field) -%}
+    split_part({{ fingerprint }}, '/', {{ {'encoder': 2, 'dim': 3, 'window_days': 4}[field] }})
+{%- endmacro %}
+
+
+{# SQL of a vector's dimension: the registry's dim, or (flatten, dim NULL) 3 values a row. #}
+{% macro vector_dim(registry_dim, window_days) -%}
+    coalesce({{ registry_dim }}, 3 * {{ window_days }})
+{%- endmacro %}
+
+
 {% macro inputs_fingerprint(encoder, dim, window_days, rows_hash_sum, previous_close) -%}
     'v1/' || {{ encoder }} || '/' || {{ dim }} || '/' || {{ window_days }} || '/'
     || lpad(to_hex(((({{ rows_hash_sum }}) % 18446744073709551616 + 18446744073709551616
@@ -75,19 +87,20 @@
         select
             candidates.*,
             (candidates.window_spec ->> 'window_days')::integer as window_days,
-            3 * (candidates.window_spec ->> 'window_days')::integer as lookback_days,
+            {{ lookback_days("(candidates.window_spec ->> 'window_days')::integer") }}
+                as lookback_days,
             coalesce((candidates.window_spec ->> 'min_rows')::integer, 1) as min_rows,
             candidates.window_spec ->> 'inputs_fingerprint' as stored_fingerprint,
             coalesce(
-                split_part(candidates.window_spec ->> 'inputs_fingerprint', '/', 2),
+                {{ fingerprint_field("candidates.window_spec ->> 'inputs_fingerprint'", 'encoder') }},
                 candidates.window_spec ->> 'encoder'
             ) as stored_encoder,
             coalesce(
-                split_part(candidates.window_spec ->> 'inputs_fingerprint', '/', 3),
+                {{ fingerprint_field("candidates.window_spec ->> 'inputs_fingerprint'", 'dim') }},
                 candidates.window_spec ->> 'dim'
             ) as stored_dim,
             registry.encoder,
-            coalesce(registry.dim, 3 * (candidates.window_spec ->> 'window_days')::integer)
+            {{ vector_dim('registry.dim', "(candidates.window_spec ->> 'window_days')::integer") }}
                 as dim
 
         from candidates
@@ -129,7 +142,7 @@
         model_id,
         window_days,
         case
-            when rows_observed < min_rows then 'insufficient_history'
+            when not has_min_rows then 'insufficient_history'
             when encoder is null or stored_encoder <> encoder or stored_dim <> dim::text
                 then 'model_changed'
             when (stored_fingerprint is distinct from current_fingerprint) then 'prices_changed'

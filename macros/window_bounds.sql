@@ -14,9 +14,10 @@
                   trade_date), probed only for a window that is not full (the condition is
                   on the request and nth_back alone, so PostgreSQL checks it first).
   first_row, by (instrument_id, valid_row_number), dates the window's first row.
+  has_min_rows: the window holds at least min_rows rows, else it is 'insufficient_history'.
 
-  requests: a relation or CTE with instrument_id, as_of_date, window_days, lookback_days
-  (and any other columns, passed through). Adds rows_observed, first_row_number,
+  requests: a relation or CTE with instrument_id, as_of_date, window_days, lookback_days,
+  min_rows (and any other columns, passed through). Adds rows_observed, has_min_rows, first_row_number,
   last_row_number, start_date, end_date and previous_close (the close the first row's
   log-return divides by); start_date and previous_close are NULL when the window has no
   row, end_date and last_row_number when the instrument has no valid row by as_of_date.
@@ -26,6 +27,7 @@
     select
         requests.*,
         window_rows.rows_observed,
+        window_rows.rows_observed >= requests.min_rows as has_min_rows,
         last_row.valid_row_number - window_rows.rows_observed + 1 as first_row_number,
         last_row.valid_row_number as last_row_number,
         first_row.trade_date as start_date,

@@ -17,6 +17,17 @@
   stage_part_index, stage_part_count   stage one of stage_part_count parts of consecutive
                     selection ranks (the CLI stages a big range in parts, part 0 first)
   run_id            key of the staged rows (default: dbt's invocation_id)
+
+  Read elsewhere, and set by the CLI rather than by hand:
+  model_ids         the models a run stages for (numeric_windows.model_ids)
+  skip_existing_model_ids   --skip-existing: list the keys these models have current
+                    (int_windows_already_stored)
+  run_in_flight     the run prunes superseded rows itself when done (macros/staged_runs.sql)
+  cli_server        the CLI's server: dbt refuses another (macros/check_target_server.sql)
+  dry_run           a --dry-run: the pgvector hook changes nothing (create_window_vectors)
+  Settings: staging_work_mem (default 256MB; set_staging_settings in
+  macros/daily_returns_state.sql); source_schema and embeddings_schema (the sources' schemas,
+  default the environment's HISTORICAL_DB_SCHEMA and EMBEDDINGS_SCHEMA).
 #}
 
 {% macro fail_var(name, problem) %}
@@ -167,8 +178,9 @@
 {% endmacro %}
 
 {% macro lookback_days(window_days) %}
-  {#- SPEC "One window": the calendar days before the as-of date a window may reach back. -#}
-  {{ return(3 * window_days) }}
+  {#- SPEC "One window": the calendar days before the as-of date a window may reach back.
+      window_days: a number, or SQL of one (then the result is SQL too). -#}
+  {{ return(3 * window_days if window_days is number else '3 * (' ~ window_days ~ ')') }}
 {% endmacro %}
 
 {% macro sql_text(value) %}

@@ -112,8 +112,7 @@ final as (
         bounded.min_rows,
         bounded.rows_observed::integer as rows_observed,
         case
-            when bounded.rows_observed >= bounded.min_rows
-                then bounded.window_days - bounded.rows_observed
+            when bounded.has_min_rows then bounded.window_days - bounded.rows_observed
         end::integer as rows_filled,
         case when bounded.rows_observed > 0 then bounded.first_row_number end::bigint
             as first_row_number,
@@ -124,9 +123,8 @@ final as (
         coalesce(rejected_counts.rows_rejected, 0)::integer as rows_rejected,
         (as_of_day_numbers.day_number - end_day.day_number)::integer as trading_days_after_end,
         coalesce(as_of_day_numbers.day_number - end_day.day_number > 5, false) as is_stale,
-        case
-            when bounded.rows_observed >= bounded.min_rows then 'ok' else 'insufficient_history'
-        end as window_status
+        case when bounded.has_min_rows then 'ok' else 'insufficient_history' end
+            as window_status
 
     from bounded
     left join rejected_counts

@@ -72,10 +72,10 @@ current_keys as (
     from stored_keys
     inner join registry
         on registry.model_id = stored_keys.model_id
-    where split_part(stored_keys.fingerprint, '/', 2) = registry.encoder
-        and split_part(stored_keys.fingerprint, '/', 3) = coalesce(
-            registry.dim, 3 * split_part(stored_keys.fingerprint, '/', 4)::integer
-        )::text
+    where {{ fingerprint_field('stored_keys.fingerprint', 'encoder') }} = registry.encoder
+        and {{ fingerprint_field('stored_keys.fingerprint', 'dim') }} = {{ vector_dim(
+            'registry.dim', fingerprint_field('stored_keys.fingerprint', 'window_days') ~ '::integer'
+        ) }}::text
         and stored_keys.embedding_id not in (select outdated.embedding_id from outdated)
     group by stored_keys.instrument_id, stored_keys.as_of_date
 

@@ -67,7 +67,7 @@ def test_a_table_another_run_is_analyzing_is_not_analyzed_again(empty_db: Databa
     with empty_db.connect() as conn:
         conn.execute("create table busy (n int) with (autovacuum_enabled = off)")
         conn.execute("insert into busy select generate_series(1, 200)")
-        # An index expression that takes 10 ms a row keeps an ANALYZE running for ~2 s.
+        # An index expression that sleeps on every row keeps an ANALYZE of the table busy.
         conn.execute("create function slow_identity(n int) returns int language plpgsql"
                      " immutable as $$ begin perform pg_sleep(0.01); return n; end $$")
         conn.execute("create index busy_slow on busy (slow_identity(n))")
