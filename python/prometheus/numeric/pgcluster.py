@@ -265,8 +265,10 @@ class PrivateCluster:
                 raise PipelineError(f"psql failed: {lines[-1]}")
             return result.stdout.strip()
 
-        if psql(f"select 1 from pg_database where datname = '{connection.database}'") != "1":
-            psql(f'create database "{connection.database}"')
+        name = connection.database  # any name libpq accepts: quoted as a literal, an identifier
+        literal, identifier = name.replace("'", "''"), name.replace('"', '""')
+        if psql(f"select 1 from pg_database where datname = '{literal}'") != "1":
+            psql(f'create database "{identifier}"')
 
     def legacy_note(self) -> str | None:
         """A word about `.pgdata/data`, the one cluster of the project's earlier versions."""
