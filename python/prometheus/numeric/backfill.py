@@ -160,7 +160,7 @@ class Backfill:
             else:
                 if self.request.run_tests:
                     self.test(dbt, run_conn, relations, server, summary)
-                self.finish(dbt, server, summary.run_id)
+                self.finish(dbt, summary.run_id)
         summary.seconds = time.monotonic() - started
         return summary
 
@@ -261,8 +261,9 @@ class Backfill:
             windows=sql.SQL(relations.windows), run_id=sql.Literal(run_id),
             already_stored=sql.SQL(relations.already_stored)))
 
-    def finish(self, dbt: DbtRunner, server: ResolvedServer, run_id: str) -> None:
+    def finish(self, dbt: DbtRunner, run_id: str) -> None:
         """The run is done: its staged rows now supersede older runs' rows of its windows,
-        and the change log keeps only what still outdates a vector."""
+        and the change log keeps only what still outdates a vector. (A run-operation runs no
+        on-run-start hook: the run's earlier invocations checked the server.)"""
         dbt.invoke(["run-operation", "prune_finished_run", "--args",
-                    json.dumps({"run_id": run_id})], {"cli_server": server.identity})
+                    json.dumps({"run_id": run_id})])
