@@ -108,7 +108,7 @@ bench: install
 # ruff for the Python; sqlfluff (dbt templater: it compiles each model, so the database must
 # be up) for the SQL of models/ and analyses/, configured in .sqlfluff.
 lint: install
-	$(BIN)/ruff check python tests
+	$(BIN)/ruff check python tests bench
 	@$(WITH_DB) export PATH="$(BIN):$$PATH" && \
 	sqlfluff lint models analyses --disable-progress-bar --nocolor
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +41,18 @@ class CliResult:
     def summary(self) -> dict[str, str]:
         lines = self.stdout.strip().splitlines()
         return dict(re.findall(r"(\w+)=(\S+)", lines[-1])) if lines else {}
+
+
+def assert_one_line_error(result: CliResult | subprocess.CompletedProcess[str], code: int,
+                          *words: str) -> None:
+    """The backfill failed as the standards say: exit code, one line naming the problem, no
+    traceback."""
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("backfill_numeric_embeddings: error:"), last
+    for word in words:
+        assert word in last, last
 
 
 def run_main(main: Callable[[list[str]], int], args: Sequence[str]) -> CliResult:

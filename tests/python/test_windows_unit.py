@@ -1,11 +1,14 @@
-"""The batching and gathering of windows.py on hand-made arrays (no database needed)."""
+"""The batching and gathering of windows.py, and the encoder's guard, on hand-made arrays
+(no database needed)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from prometheus.numeric.encoders import encode
 from prometheus.numeric.errors import PipelineError
+from prometheus.numeric.registry import ModelSpec
 from prometheus.numeric.windows import BOUNDS_ROW, HISTORY_ROW, gather_windows, instrument_groups
 
 
@@ -51,3 +54,10 @@ def test_gather_refuses_rows_that_moved_since_staging(field: str) -> None:
     bounds[field][0] += 1
     with pytest.raises(PipelineError, match="changed while it was encoded"):
         gather_windows(bounds, history, 3)
+
+
+def test_encoder_refuses_non_finite_values() -> None:
+    features = np.ones((2, 4, 3))
+    features[1, 2, 1] = 1e39  # finite as a double, infinite as a float32
+    with pytest.raises(PipelineError, match="NaN or inf"):
+        encode(features, ModelSpec("num-stab-core-v1", "pad_to_dim", 384))
