@@ -23,6 +23,7 @@ from prometheus.numeric import queries
 from prometheus.numeric.errors import PipelineError
 from prometheus.numeric.fingerprints import window_inputs
 from prometheus.numeric.packed_rows import read_packed_rows
+from prometheus.numeric.registry import FEATURES
 from prometheus.numeric.run_request import BATCH_WINDOWS
 
 RANK_SHIFT = 40  # (selection_rank << 40) | valid_row_number orders rows like HISTORY does
@@ -120,11 +121,11 @@ def gather_windows(bounds: np.ndarray, history: np.ndarray, window_days: int,
             or not np.array_equal(history["trade_date"][last_index], bounds["end_date"]) \
             or not np.array_equal(history["trade_date"][start], bounds["start_date"]):
         raise PipelineError("the valid rows of a window changed while it was encoded; re-run")
-    features = np.empty((len(bounds), window_days, 3), dtype=np.float64)
-    features[:, :, 0] = history["close"][index]
-    features[:, :, 1] = history["volume"][index]
-    features[:, :, 2] = history["log_return"][index]
-    features[:, :, 2][np.arange(window_days)[None, :] < filled[:, None]] = 0.0  # filled rows
+    features = np.empty((len(bounds), window_days, len(FEATURES)), dtype=np.float64)
+    for position, name in enumerate(FEATURES):  # the rows' columns are named as the features
+        features[:, :, position] = history[name][index]
+    log_return = features[:, :, FEATURES.index("log_return")]
+    log_return[np.arange(window_days)[None, :] < filled[:, None]] = 0.0  # filled rows
     rows_hash, previous_close = window_inputs(history["row_hash"].astype(np.int64),
                                               history["previous_close"].astype(np.float64),
                                               start, window_days - filled)
