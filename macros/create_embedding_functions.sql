@@ -73,7 +73,7 @@ begin
                     ((get_byte(detoasted.bytes, 4 * i + 2) & 127) << 16)
                     | (get_byte(detoasted.bytes, 4 * i + 1) << 8)
                     | get_byte(detoasted.bytes, 4 * i) as mantissa
-                -- offset 0: detoasted here, once, not inlined into every get_byte below.
+                -- offset 0: detoasted here, once, not inlined into every get_byte above.
                 from (select vector || '\x'::bytea as bytes offset 0) as detoasted
                 cross join lateral
                     generate_series(0, octet_length(detoasted.bytes) / 4 - 1) as i
@@ -84,7 +84,7 @@ begin
     $fn$;
 
     -- plpgsql, not sql: its decodes are simple expressions whose plans stay cached, where a
-    -- sql function would re-plan embedding_to_array at every call (twice as slow).
+    -- sql function would re-plan embedding_to_array at every call.
     create or replace function {{ schema_ident }}.embedding_cosine(
         left_vector bytea, right_vector bytea
     )

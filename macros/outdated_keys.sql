@@ -21,13 +21,18 @@
 
 {# SQL of one field ('encoder', 'dim' or 'window_days') of a stored fingerprint, as text. #}
 {% macro fingerprint_field(fingerprint, field) -%}
-    split_part({{ fingerprint }}, '/', {{ {'encoder': 2, 'dim': 3, 'window_days': 4}[field] }})
+    {%- set positions = {'encoder': 2, 'dim': 3, 'window_days': 4} -%}
+    {%- if field not in positions -%}
+        {{ exceptions.raise_compiler_error("fingerprint_field: no field '" ~ field ~ "'") }}
+    {%- endif -%}
+    split_part({{ fingerprint }}, '/', {{ positions[field] }})
 {%- endmacro %}
 
 
-{# SQL of a vector's dimension: the registry's dim, or (flatten, dim NULL) 3 values a row. #}
-{% macro vector_dim(registry_dim, window_days) -%}
-    coalesce({{ registry_dim }}, 3 * {{ window_days }})
+{# SQL of a vector's dimension (registry.ModelSpec.vector_dim): 3 values a row for flatten,
+   else the registry's dim. #}
+{% macro vector_dim(encoder, registry_dim, window_days) -%}
+    case {{ encoder }} when 'flatten' then 3 * ({{ window_days }}) else {{ registry_dim }} end
 {%- endmacro %}
 
 
@@ -100,8 +105,10 @@
                 candidates.window_spec ->> 'dim'
             ) as stored_dim,
             registry.encoder,
-            {{ vector_dim('registry.dim', "(candidates.window_spec ->> 'window_days')::integer") }}
-                as dim
+            {{ vector_dim(
+                'registry.encoder', 'registry.dim',
+                "(candidates.window_spec ->> 'window_days')::integer"
+            ) }} as dim
 
         from candidates
         left join {{ ref('numeric_embedding_models') }} as registry

@@ -17,10 +17,11 @@
   has_min_rows: the window holds at least min_rows rows, else it is 'insufficient_history'.
 
   requests: a relation or CTE with instrument_id, as_of_date, window_days, lookback_days,
-  min_rows (and any other columns, passed through). Adds rows_observed, has_min_rows, first_row_number,
-  last_row_number, start_date, end_date and previous_close (the close the first row's
-  log-return divides by); start_date and previous_close are NULL when the window has no
-  row, end_date and last_row_number when the instrument has no valid row by as_of_date.
+  min_rows (and any other columns, passed through). Adds rows_observed, has_min_rows,
+  first_row_number, last_row_number, start_date, end_date and previous_close (the close the
+  first row's log-return divides by); start_date and previous_close are NULL when the window
+  has no row, end_date and last_row_number when the instrument has no valid row by
+  as_of_date.
 #}
 {% macro window_bounds(requests) -%}
     {%- set daily_returns = ref('int_daily_returns_computed') -%}

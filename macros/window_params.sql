@@ -26,8 +26,9 @@
   cli_server        the CLI's server: dbt refuses another (macros/check_target_server.sql)
   dry_run           a --dry-run: the pgvector hook changes nothing (create_window_vectors)
   Settings: staging_work_mem (default 256MB; set_staging_settings in
-  macros/daily_returns_state.sql); source_schema and embeddings_schema (the sources' schemas,
-  default the environment's HISTORICAL_DB_SCHEMA and EMBEDDINGS_SCHEMA).
+  macros/daily_returns_state.sql); source_schema and embeddings_schema, the sources' schemas
+  (models/staging/_staging__sources.yml: default the environment's HISTORICAL_DB_SCHEMA, and
+  EMBEDDINGS_SCHEMA else HISTORICAL_DB_SCHEMA, else public).
 #}
 
 {% macro fail_var(name, problem) %}

@@ -73,9 +73,10 @@ current_keys as (
     inner join registry
         on registry.model_id = stored_keys.model_id
     where {{ fingerprint_field('stored_keys.fingerprint', 'encoder') }} = registry.encoder
-        and {{ fingerprint_field('stored_keys.fingerprint', 'dim') }} = {{ vector_dim(
-            'registry.dim', fingerprint_field('stored_keys.fingerprint', 'window_days') ~ '::integer'
-        ) }}::text
+        and {{ fingerprint_field('stored_keys.fingerprint', 'dim') }} = ({{ vector_dim(
+            'registry.encoder', 'registry.dim',
+            fingerprint_field('stored_keys.fingerprint', 'window_days') ~ '::integer'
+        ) }})::text
         and stored_keys.embedding_id not in (select outdated.embedding_id from outdated)
     group by stored_keys.instrument_id, stored_keys.as_of_date
 

@@ -33,9 +33,9 @@ expected as (
         vectors.window_days,
         vectors.vector_bytes,
         registry.encoder,
-        case registry.encoder
-            when 'pad_to_dim' then registry.dim * 4
-            when 'flatten' then 3 * vectors.window_days * 4
+        case
+            when registry.encoder in ('pad_to_dim', 'flatten')
+                then 4 * {{ vector_dim('registry.encoder', 'registry.dim', 'vectors.window_days') }}
         end as expected_bytes
 
     from vectors

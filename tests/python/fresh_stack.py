@@ -5,6 +5,7 @@ the frames below it, most of all frames without a source file: inspect.getmodule
 of sys.modules for each. xdist's workers run from code strings, so every test sits on such
 frames, and an in-process CLI run cost several times what the same command costs as a
 process. A new thread's stack holds only the call's own frames, as a process's does.
+Also what a failed CLI run must look like (assert_one_line_error), in process or not.
 """
 
 from __future__ import annotations

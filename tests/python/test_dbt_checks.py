@@ -55,7 +55,8 @@ def test_dbt_test_fails_on_a_nan_or_inf_value(demo_db: Database, original_run) -
 
 
 @pytest.mark.parametrize("largest", [3.4028234663852886e38, 1.0e-45])
-def test_finite_check_accepts_extreme_finite_values(demo_db: Database, largest: float) -> None:
+def test_finite_check_accepts_extreme_finite_values(demo_db: Database, original_run,
+                                                    largest: float) -> None:
     """FLT_MAX and subnormals are finite: the check must not flag them."""
     with demo_db.connect() as conn:
         embedding_id, vector = conn.execute(

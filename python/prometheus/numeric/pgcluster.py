@@ -265,7 +265,7 @@ class PrivateCluster:
                 raise PipelineError(f"psql failed: {lines[-1]}")
             return result.stdout.strip()
 
-        name = connection.database  # any name libpq accepts: quoted as a literal, an identifier
+        name = connection.database  # quoted as a literal, then as an identifier
         literal, identifier = name.replace("'", "''"), name.replace('"', '""')
         if psql(f"select 1 from pg_database where datname = '{literal}'") != "1":
             psql(f'create database "{identifier}"')
