@@ -276,21 +276,24 @@ def original_run(demo_db: Database) -> CliResult:
     return result
 
 
+TEST_DATABASE = "work"  # one name: dbt parses the project whole for each new database name
+
+
 @pytest.fixture()
 def scratch_db(server_env: dict[str, str], demo_template: Database) -> Iterator[Database]:
     """A fresh copy of the deployed demo market, for a test that changes it."""
-    with database_copy(server_env, "scratch", demo_template) as database:
+    with database_copy(server_env, TEST_DATABASE, demo_template) as database:
         yield database
 
 
 @pytest.fixture()
 def small_db(server_env: dict[str, str], small_template: Database) -> Iterator[Database]:
     """A fresh copy of SMALL_MARKET, not deployed."""
-    with database_copy(server_env, "small", small_template) as database:
+    with database_copy(server_env, TEST_DATABASE, small_template) as database:
         yield database
 
 
 @pytest.fixture()
 def empty_db(server_env: dict[str, str]) -> Iterator[Database]:
-    with database_copy(server_env, "empty") as database:
+    with database_copy(server_env, TEST_DATABASE) as database:
         yield database
