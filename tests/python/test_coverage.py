@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
-import subprocess
 from typing import Any
 
 from conftest import Database
@@ -23,13 +21,9 @@ def coverage(db: Database, model_id: str, as_of: dt.date) -> dict[str, Any]:
     return dict(zip(names, rows[0], strict=True))
 
 
-def summary_of(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
-    return dict(re.findall(r"(\w+)=(\S+)", result.stdout.strip().splitlines()[-1]))
-
-
 def test_coverage_of_the_original_command(demo_db: Database, original_run) -> None:
     row = coverage(demo_db, "num-stab-core-v1", AS_OF)
-    summary = summary_of(original_run)
+    summary = original_run.summary()
     assert row["instruments_selected"] == int(summary["instruments"]) == 500
     assert row["instruments_embedded"] == int(summary["embedded"]) == 496
     assert row["instruments_skipped"] == row["skipped_insufficient_history"] == 4

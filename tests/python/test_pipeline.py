@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 import numpy as np
 
-from conftest import ORIGINAL_COMMAND, CliResult, Database
+from conftest import ORIGINAL_COMMAND, Database
 from reference import assert_vector_matches, reference_vector, reference_window, select_instruments
 
 AS_OF = dt.date(2025, 1, 31)
@@ -20,11 +19,6 @@ FROM numeric_window_embeddings
 WHERE model_id = 'num-stab-core-v1'
 GROUP BY entity_type, model_id;
 """
-
-
-def summary_of(result: CliResult) -> dict[str, str]:
-    last = result.stdout.strip().splitlines()[-1]
-    return dict(re.findall(r"(\w+)=(\S+)", last))
 
 
 def stored_vectors(db: Database, model_id: str, as_of: dt.date = AS_OF) -> dict[str, tuple]:
@@ -108,7 +102,7 @@ def test_original_command_matches_spec(demo_db: Database, original_run) -> None:
         instruments = select_instruments(conn, "US_EQ", 500, 0, [])
     assert len(instruments) == 500
     counts = check_against_reference(demo_db, "num-stab-core-v1", 384, 63, instruments)
-    summary = summary_of(original_run)
+    summary = original_run.summary()
     assert int(summary["embedded"]) == counts["embedded"]
     assert int(summary["skipped"]) == counts["skipped"] == int(summary["insufficient_history"])
     assert int(summary["filled"]) == counts["filled"]
@@ -146,10 +140,10 @@ def test_analysts_see_each_window_as_it_was_encoded(demo_db: Database) -> None:
             "select instrument_id, count(*) filter (where is_filled),"
             " array_agg(array[close, volume, log_return] order by row_index)"
             " from analytics.numeric_window_values where run_id = %s group by instrument_id",
-            (summary_of(result)["run_id"],)).fetchall()
+            (result.summary()["run_id"],)).fetchall()
         windows = {r[0]: reference_window(conn, r[0], AS_OF, 63) for r in rows}
-    assert len(rows) == int(summary_of(result)["embedded"]) >= 18
-    assert sum(filled > 0 for _, filled, _ in rows) == int(summary_of(result)["filled"]) >= 1
+    assert len(rows) == int(result.summary()["embedded"]) >= 18
+    assert sum(filled > 0 for _, filled, _ in rows) == int(result.summary()["filled"]) >= 1
     for instrument_id, filled, values in rows:
         window = windows[instrument_id]
         assert window is not None and filled == window.rows_filled, instrument_id
@@ -165,7 +159,7 @@ def test_acceptance_query_gives_1536_bytes(demo_db: Database, original_run) -> N
     assert len(rows) == 1
     entity_type, model_id, count, min_bytes, max_bytes = rows[0]
     assert (entity_type, model_id) == ("INSTRUMENT", "num-stab-core-v1")
-    assert count == int(summary_of(original_run)["embedded"])
+    assert count == int(original_run.summary()["embedded"])
     assert (min_bytes, max_bytes) == (1536, 1536)
 
 
@@ -193,7 +187,7 @@ def test_rerun_replaces_and_never_duplicates(demo_db: Database, original_run) ->
             "select count(*) from (select 1 from numeric_window_embeddings group by"
             " entity_type, entity_id, as_of_date, model_id having count(*) > 1) d").fetchone()
     assert duplicates == (0,)
-    assert summary_of(again)["run_id"] != summary_of(original_run)["run_id"]
+    assert again.summary()["run_id"] != original_run.summary()["run_id"]
 
 
 def test_new_replaced_and_mixed_batches_store_the_staged_window_spec(scratch_db: Database
@@ -210,9 +204,9 @@ def test_new_replaced_and_mixed_batches_store_the_staged_window_spec(scratch_db:
             "--model-id", "num-stab-core-v1", "--batch-size", "150"]
     first = scratch_db.backfill(*args)
     assert first.returncode == 0, first.stderr
-    embedded = int(summary_of(first)["embedded"])
-    assert int(summary_of(first)["stale"]) >= 1 and int(summary_of(first)["filled"]) >= 1
-    assert_window_specs_match_staging(scratch_db, summary_of(first)["run_id"], embedded)
+    embedded = int(first.summary()["embedded"])
+    assert int(first.summary()["stale"]) >= 1 and int(first.summary()["filled"]) >= 1
+    assert_window_specs_match_staging(scratch_db, first.summary()["run_id"], embedded)
     with scratch_db.connect() as conn:
         assert conn.execute(
             "select count(*) from numeric_window_embeddings where as_of_date = '2025-01-30'"
@@ -224,8 +218,8 @@ def test_new_replaced_and_mixed_batches_store_the_staged_window_spec(scratch_db:
     for _ in range(2):  # mixed batches, then a plain re-run of stored keys
         again = scratch_db.backfill(*args)
         assert again.returncode == 0, again.stderr
-        assert int(summary_of(again)["vectors"]) == embedded
-        assert_window_specs_match_staging(scratch_db, summary_of(again)["run_id"], embedded)
+        assert int(again.summary()["vectors"]) == embedded
+        assert_window_specs_match_staging(scratch_db, again.summary()["run_id"], embedded)
 
 
 def test_flatten_model_is_the_default(demo_db: Database) -> None:
@@ -239,7 +233,7 @@ def test_flatten_model_is_the_default(demo_db: Database) -> None:
         sizes = conn.execute(
             "select min(octet_length(vector)), max(octet_length(vector)) from"
             " numeric_window_embeddings where model_id = 'numeric-simple-v1'"
-            " and window_spec ->> 'run_id' = %s", (summary_of(result)["run_id"],)).fetchone()
+            " and window_spec ->> 'run_id' = %s", (result.summary()["run_id"],)).fetchone()
     assert sizes == (240, 240)
     counts = check_against_reference(demo_db, "numeric-simple-v1", None, 20, instruments)
     assert counts["embedded"] == 40
