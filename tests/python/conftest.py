@@ -15,8 +15,6 @@ import datetime as dt
 import fcntl
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,13 +98,6 @@ class Database:
         """The backfill command with these flags, in this process (cli.main)."""
         with self.environment():
             return run_main(cli.main, args)
-
-    def backfill_process(self, *args: str, timeout: float = 600
-                         ) -> subprocess.CompletedProcess[str]:
-        """The command exactly as a user types it, from the project root, as a process."""
-        return subprocess.run(
-            [sys.executable, "-m", "prometheus.scripts.backfill_numeric_embeddings", *args],
-            cwd=PROJECT_DIR, env=self.env, capture_output=True, text=True, timeout=timeout)
 
     @contextlib.contextmanager
     def dbt_runner(self) -> Iterator[DbtRunner]:
