@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -166,7 +167,8 @@ def check_models(request: BackfillRequest) -> None:
         spec.vector_dim(request.window_days)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, exits_after: bool = False) -> int:
+    """The command; exits_after: the process ends with it (the console script)."""
     args = build_parser().parse_args(argv)
     _configure_logging(logging.WARNING if args.quiet else logging.INFO)
     try:
@@ -175,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         # dbt is imported only now: a usage error above exits before paying for it.
         from prometheus.numeric.backfill import Backfill
 
+        if exits_after:
+            # What the imports made (dbt's modules and classes) lives as long as the process:
+            # the garbage collector's full passes need not walk it again and again.
+            gc.freeze()
         summary = Backfill(request).run()
     except PipelineError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -209,7 +215,9 @@ def _configure_logging(level: int) -> None:
 
 def run() -> NoReturn:
     """The console script and `python -m`."""
-    sys.exit(main())
+    code = main(exits_after=True)
+    gc.freeze()  # the interpreter's last collections would walk everything the run made
+    sys.exit(code)
 
 
 if __name__ == "__main__":
