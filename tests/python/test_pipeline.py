@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 
 import numpy as np
 
@@ -111,6 +112,14 @@ def test_original_command_matches_spec(demo_db: Database, original_run) -> None:
     assert int(summary["stale"]) >= 1
     assert int(summary["rejected_rows"]) >= 10
     assert int(summary["vectors"]) == counts["embedded"]
+
+
+def test_main_in_process_leaves_the_garbage_collector_alone(original_run) -> None:
+    # Only the console script (cli.run), whose process ends with the run, freezes what dbt's
+    # imports made: a caller of cli.main() in a longer-lived process (this one) must keep
+    # collecting everything, or each call would pin its garbage for good.
+    assert original_run.returncode == 0
+    assert gc.get_freeze_count() == 0
 
 
 def test_windows_with_rejected_rows_skip_them(demo_db: Database, original_run) -> None:

@@ -168,7 +168,8 @@ def check_models(request: BackfillRequest) -> None:
 
 
 def main(argv: list[str] | None = None, *, exits_after: bool = False) -> int:
-    """The command; exits_after: the process ends with it (the console script)."""
+    """The command. exits_after: the process ends with it (the console script), so what
+    dbt's imports made is frozen for the garbage collector once they are done."""
     args = build_parser().parse_args(argv)
     _configure_logging(logging.WARNING if args.quiet else logging.INFO)
     try:
