@@ -179,8 +179,8 @@ def main(argv: list[str] | None = None, *, exits_after: bool = False) -> int:
         from prometheus.numeric.backfill import Backfill
 
         if exits_after:
-            # What the imports made (dbt's modules and classes) lives as long as the process:
-            # the garbage collector's full passes need not walk it again and again.
+            # Everything alive now (mostly dbt's modules and classes) lives as long as the
+            # process: the garbage collector's full passes need not walk it again and again.
             gc.freeze()
         summary = Backfill(request).run()
     except PipelineError as exc:
